@@ -1,0 +1,185 @@
+"""The lecture notebook's functions, drop-in: same names, signatures, model dict and results.
+
+The notebook trains a one-hidden-layer ReLU network with a softmax output by gradient
+*ascent* on the log-likelihood. Its model is a dict of two matrices whose last rows are
+the biases::
+
+    model["W1"]  (n_feature + 1, n_hidden)     model["W2"]  (n_hidden + 1, n_class)
+
+Differences from the notebook, all deliberate:
+
+* the batch functions (``get_gradient``, ``gradient_step``, ``gradient_ascent``) work on
+  the whole batch at once instead of a Python loop over examples;
+* ``softmax`` subtracts the maximum first, so large logits give the finite, correct answer
+  where the notebook's overflows to NaN;
+* ``forward`` also accepts a 2-d batch of examples (one row each);
+* ``gradient_step`` returns a new model and leaves the one passed in untouched (the
+  notebook's shallow ``model.copy()`` followed by ``+=`` also updated the caller's arrays);
+* bad input (shape mismatches, NaN, labels out of range) raises ``ValueError``.
+
+The log-likelihood gradient is minus scikit-learn's log-loss gradient, so the batch
+functions run on fastmlp's engines: see :func:`get_gradient`.
+"""
+
+import numpy as np
+
+from fastmlp import reference
+from fastmlp._validation import check_backend, check_finite_array
+
+#: The notebook's data has two features ...
+n_feature = 2
+#: ... and two classes.
+n_class = 2
+
+
+def init_weights(n_hidden=100, *, n_feature=None, n_class=None):
+    """Standard-normal weights, drawn from NumPy's global random state as the notebook does.
+
+    After ``np.random.seed(s)`` this returns exactly the notebook's model. ``n_feature`` and
+    ``n_class`` default to this module's ``n_feature`` and ``n_class``.
+    """
+    n_feature = globals()["n_feature"] if n_feature is None else n_feature
+    n_class = globals()["n_class"] if n_class is None else n_class
+    return dict(
+        W1=np.random.randn(n_feature + 1, n_hidden),
+        W2=np.random.randn(n_hidden + 1, n_class),
+    )
+
+
+def softmax(x):
+    """``exp(x) / exp(x).sum()`` over all of ``x``, computed without overflow."""
+    x = check_finite_array(x, "x", np.float64, np.ndim(x))
+    e = np.exp(x - x.max()) if x.size else x
+    return e / e.sum()
+
+
+def _check_model(model):
+    try:
+        W1, W2 = model["W1"], model["W2"]
+    except (KeyError, TypeError):
+        raise ValueError("model must be a dict with the notebook's keys 'W1' and 'W2'.") from None
+    W1 = check_finite_array(W1, "model['W1']", np.float64, 2)
+    W2 = check_finite_array(W2, "model['W2']", np.float64, 2)
+    if W1.shape[1] + 1 != W2.shape[0]:
+        raise ValueError(
+            f"model['W1'] has shape {W1.shape} and model['W2'] {W2.shape}: W2 needs "
+            f"{W1.shape[1] + 1} rows (one per hidden unit, plus the bias)."
+        )
+    return W1, W2
+
+
+def _to_layers(W1, W2):
+    """The notebook's bias-as-last-row matrices as scikit-learn's coefs and intercepts."""
+    return [W1[:-1], W2[:-1]], [W1[-1], W2[-1]]
+
+
+def _check_inputs(X, W1, name="X"):
+    X = check_finite_array(X, name, np.float64, 2)
+    if X.shape[1] + 1 != W1.shape[0]:
+        raise ValueError(
+            f"{name} has {X.shape[1]} features, but model['W1'] expects {W1.shape[0] - 1} "
+            "(its last row is the bias)."
+        )
+    if X.shape[0] == 0:
+        raise ValueError(f"{name} has 0 samples; at least 1 is required.")
+    return X
+
+
+def _check_labels(y, n_samples, n_classes):
+    y = check_finite_array(y, "y", np.float64, 1)
+    if y.shape[0] != n_samples:
+        raise ValueError(f"y has {y.shape[0]} labels for {n_samples} samples.")
+    labels = y.astype(np.int64)  # the notebook's int(cls_idx)
+    if np.any(labels < 0) or np.any(labels >= n_classes):
+        raise ValueError(f"Class labels must lie in [0, {n_classes}); got {np.unique(labels)}.")
+    return labels
+
+
+def forward(x, model):
+    """The forward pass of one example ``x`` (or of each row of a 2-d batch).
+
+    Returns
+    -------
+    h : ndarray of shape (n_hidden + 1,) or (n_samples, n_hidden + 1)
+        The ReLU hidden values with the constant 1 appended (the bias unit).
+    hat_y : ndarray of shape (n_class,) or (n_samples, n_class)
+        The softmax class probabilities.
+    """
+    W1, W2 = _check_model(model)
+    single = np.ndim(x) == 1
+    X = _check_inputs(np.atleast_2d(x), W1, "x")
+    coefs, intercepts = _to_layers(W1, W2)
+    _, activations = reference.forward(coefs, intercepts, X, "relu", "softmax")
+    h = np.hstack([activations[1], np.ones((X.shape[0], 1))])
+    hat_y = activations[2]
+    return (h[0], hat_y[0]) if single else (h, hat_y)
+
+
+def backward(model, xs, hs, errs):
+    """Gradients of the mean log-likelihood from stored inputs, hidden values and errors.
+
+    ``xs`` (N, n_feature), ``hs`` (N, n_hidden + 1) with the bias column last, and
+    ``errs = y_true - hat_y`` (N, n_class), as the notebook collects them.
+    """
+    W1, W2 = _check_model(model)
+    xs = _check_inputs(xs, W1, "xs")
+    hs = check_finite_array(hs, "hs", np.float64, 2)
+    errs = check_finite_array(errs, "errs", np.float64, 2)
+    n = xs.shape[0]
+    if hs.shape != (n, W2.shape[0]) or errs.shape != (n, W2.shape[1]):
+        raise ValueError(
+            f"hs must have shape {(n, W2.shape[0])} and errs {(n, W2.shape[1])}; "
+            f"got {hs.shape} and {errs.shape}."
+        )
+    dW2 = hs.T @ errs / n
+    # Back through W2 and the ReLU; the bias unit has no inputs, so its column is dropped.
+    dh = (errs @ W2.T) * (hs > 0)
+    dh = dh[:, :-1]
+    xs_with_bias = np.hstack([xs, np.ones((n, 1))])
+    dW1 = xs_with_bias.T @ dh / n
+    return dict(W1=dW1, W2=dW2)
+
+
+def _log_likelihood_gradient(W1, W2, X, labels, backend):
+    """The notebook's gradient, as minus scikit-learn's log-loss gradient (alpha = 0)."""
+    from fastmlp.engine import loss_and_gradients
+
+    coefs, intercepts = _to_layers(W1, W2)
+    Y = np.eye(W2.shape[1])[labels]
+    _, coef_grads, intercept_grads = loss_and_gradients(
+        coefs, intercepts, X, Y, activation="relu", output="softmax", backend=backend
+    )
+    dW1 = -np.vstack([coef_grads[0], intercept_grads[0]])
+    dW2 = -np.vstack([coef_grads[1], intercept_grads[1]])
+    return dW1, dW2
+
+
+def get_gradient(model, X_train, y_train, *, backend="numpy"):
+    """The gradient of the mean log-likelihood over the whole batch, as ``dict(W1=, W2=)``."""
+    check_backend(backend)
+    W1, W2 = _check_model(model)
+    X = _check_inputs(X_train, W1)
+    labels = _check_labels(y_train, X.shape[0], W2.shape[1])
+    dW1, dW2 = _log_likelihood_gradient(W1, W2, X, labels, backend)
+    return dict(W1=dW1, W2=dW2)
+
+
+def gradient_step(model, X_train, y_train, learning_rate=1e-1, *, backend="numpy"):
+    """One gradient-ascent step; returns the new model (the one passed in is untouched)."""
+    grad = get_gradient(model, X_train, y_train, backend=backend)
+    new_model = dict(model)
+    for layer in grad:
+        new_model[layer] = np.asarray(model[layer], dtype=np.float64) + learning_rate * grad[layer]
+    return new_model
+
+
+def gradient_ascent(model, X_train, y_train, no_iter=10, *, verbose=True, backend="numpy"):
+    """``no_iter`` gradient-ascent steps with the notebook's learning rate (0.1).
+
+    Prints ``Iteration i`` before each step, as the notebook does, unless ``verbose=False``.
+    """
+    for iteration in range(no_iter):
+        if verbose:
+            print(f"Iteration {iteration}")
+        model = gradient_step(model, X_train, y_train, backend=backend)
+    return model

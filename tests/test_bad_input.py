@@ -1,0 +1,118 @@
+"""Bad input gets a clear ValueError, and nothing the caller passed in is modified."""
+
+import numpy as np
+import pytest
+from conftest import random_problem
+
+import fastmlp
+from fastmlp import notebook
+
+BACKENDS = ["numpy"]
+
+
+def call(problem, backend="numpy", **overrides):
+    coefs, intercepts, X, Y = problem
+    kwargs = dict(coefs=coefs, intercepts=intercepts, X=X, Y=Y, backend=backend)
+    kwargs.update(overrides)
+    return fastmlp.loss_and_gradients(
+        kwargs.pop("coefs"), kwargs.pop("intercepts"), kwargs.pop("X"), kwargs.pop("Y"), **kwargs
+    )
+
+
+@pytest.fixture
+def problem(rng):
+    return random_problem(rng, 3, "softmax", n_samples=8)
+
+
+def with_nan(array):
+    array = np.array(array, dtype=float)
+    array.flat[0] = np.nan
+    return array
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_bad_arguments_raise_value_error(problem, backend):
+    coefs, intercepts, X, Y = problem
+    cases = {
+        "unknown activation": dict(activation="softplus"),
+        "unknown output": dict(output="sigmoid"),
+        "negative alpha": dict(alpha=-1.0),
+        "nan alpha": dict(alpha=float("nan")),
+        "nan in X": dict(X=with_nan(X)),
+        "inf in Y": dict(Y=np.where(Y > 0, np.inf, 0)),
+        "nan in a coef": dict(coefs=[with_nan(coefs[0])] + coefs[1:]),
+        "nan in an intercept": dict(intercepts=intercepts[:-1] + [with_nan(intercepts[-1])]),
+        "X too wide": dict(X=np.hstack([X, X])),
+        "X one-dimensional": dict(X=X[0]),
+        "Y wrong width": dict(Y=Y[:, :1]),
+        "Y wrong length": dict(Y=Y[:-1]),
+        "broken layer chain": dict(coefs=[coefs[0], coefs[2], coefs[1]]),
+        "intercept length": dict(intercepts=[intercepts[0][:-1]] + intercepts[1:]),
+        "fewer intercepts": dict(intercepts=intercepts[:-1]),
+        "no layers": dict(coefs=[], intercepts=[]),
+        "sample_weight length": dict(sample_weight=np.ones(len(X) + 1)),
+        "negative sample_weight": dict(sample_weight=-np.ones(len(X))),
+        "nan sample_weight": dict(sample_weight=with_nan(np.ones(len(X)))),
+        "zero sample_weight": dict(sample_weight=np.zeros(len(X))),
+        "empty X": dict(X=X[:0], Y=Y[:0]),
+        "unknown backend": dict(backend="cuda"),
+        "negative Poisson targets": dict(output="exp", Y=-Y),
+    }
+    for name, override in cases.items():
+        with pytest.raises(ValueError) as info:
+            call(problem, **{"backend": backend, **override})
+        assert str(info.value), name
+
+
+def test_nan_message_uses_sklearn_wording(problem):
+    coefs, intercepts, X, Y = problem
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        call(problem, X=with_nan(X))
+    with pytest.raises(ValueError, match="Unknown activation 'softplus'"):
+        call(problem, activation="softplus")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inputs_are_not_modified(problem, rng, backend):
+    coefs, intercepts, X, Y = problem
+    sample_weight = rng.uniform(0.5, 2, len(X))
+    originals = [a.copy() for a in coefs + intercepts + [X, Y, sample_weight]]
+    call(problem, backend=backend, alpha=0.5, sample_weight=sample_weight)
+    for before, after in zip(originals, coefs + intercepts + [X, Y, sample_weight]):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_notebook_bad_input(rng):
+    model = notebook.init_weights(5)
+    X, y = rng.standard_normal((6, 2)), rng.integers(0, 2, 6)
+    bad_calls = {
+        "nan in X": lambda: notebook.get_gradient(model, with_nan(X), y),
+        "X too wide": lambda: notebook.get_gradient(model, np.hstack([X, X]), y),
+        "label out of range": lambda: notebook.get_gradient(model, X, y + 5),
+        "negative label": lambda: notebook.get_gradient(model, X, -y - 1),
+        "too few labels": lambda: notebook.get_gradient(model, X, y[:-1]),
+        "nan in W2": lambda: notebook.gradient_step(dict(model, W2=with_nan(model["W2"])), X, y),
+        "W2 rows": lambda: notebook.forward(X[0], dict(model, W2=model["W2"][:-1])),
+        "missing key": lambda: notebook.forward(X[0], {"W1": model["W1"]}),
+        "x too long": lambda: notebook.forward(np.ones(5), model),
+        "nan softmax": lambda: notebook.softmax(with_nan(np.ones(3))),
+        "backward shapes": lambda: notebook.backward(model, X, np.ones((6, 3)), np.ones((6, 2))),
+        "unknown backend": lambda: notebook.get_gradient(model, X, y, backend="gpu"),
+    }
+    for name, bad_call in bad_calls.items():
+        with pytest.raises(ValueError):
+            bad_call()
+        assert name
+
+
+def test_notebook_leaves_inputs_alone(rng):
+    model = notebook.init_weights(5)
+    X, y = rng.standard_normal((6, 2)), rng.integers(0, 2, 6)
+    originals = {k: v.copy() for k, v in model.items()}
+    X_before, y_before = X.copy(), y.copy()
+    notebook.gradient_ascent(model, X, y, no_iter=2, verbose=False)
+    notebook.forward(X, model)
+    for key in model:
+        np.testing.assert_array_equal(model[key], originals[key])
+    np.testing.assert_array_equal(X, X_before)
+    np.testing.assert_array_equal(y, y_before)
