@@ -18,7 +18,9 @@ Differences from the notebook, all deliberate:
 * bad input (shape mismatches, NaN, labels out of range) raises ``ValueError``.
 
 The log-likelihood gradient is minus scikit-learn's log-loss gradient, so the batch
-functions run on fastmlp's engines: see :func:`get_gradient`.
+functions run on fastmlp's engines: the Numba engine by default (``backend="numba"``),
+the NumPy reference with ``backend="numpy"``. ``gradient_ascent`` runs all its steps in
+one compiled call.
 """
 
 import numpy as np
@@ -154,7 +156,7 @@ def _log_likelihood_gradient(W1, W2, X, labels, backend):
     return dW1, dW2
 
 
-def get_gradient(model, X_train, y_train, *, backend="numpy"):
+def get_gradient(model, X_train, y_train, *, backend="numba"):
     """The gradient of the mean log-likelihood over the whole batch, as ``dict(W1=, W2=)``."""
     check_backend(backend)
     W1, W2 = _check_model(model)
@@ -164,22 +166,53 @@ def get_gradient(model, X_train, y_train, *, backend="numpy"):
     return dict(W1=dW1, W2=dW2)
 
 
-def gradient_step(model, X_train, y_train, learning_rate=1e-1, *, backend="numpy"):
-    """One gradient-ascent step; returns the new model (the one passed in is untouched)."""
-    grad = get_gradient(model, X_train, y_train, backend=backend)
+def _ascend(model, X_train, y_train, learning_rate, n_steps, backend):
+    """``n_steps`` full-batch gradient-ascent steps; returns a new model dict."""
+    check_backend(backend)
+    W1, W2 = _check_model(model)
+    X = _check_inputs(X_train, W1)
+    labels = _check_labels(y_train, X.shape[0], W2.shape[1])
+    if backend == "numpy":
+        for _ in range(n_steps):
+            dW1, dW2 = _log_likelihood_gradient(W1, W2, X, labels, backend)
+            W1, W2 = W1 + learning_rate * dW1, W2 + learning_rate * dW2
+    else:
+        from fastmlp.kernels import FlatNetwork, Trainer
+
+        # Ascent on the log-likelihood is plain gradient descent on the log-loss: SGD
+        # without momentum over one batch of all rows, every step in one kernel call.
+        coefs, intercepts = _to_layers(W1, W2)
+        network = FlatNetwork.from_arrays(coefs, intercepts, np.float64)
+        trainer = Trainer(
+            network, "relu", "softmax", solver="sgd", momentum=0.0, nesterov=False,
+            batch_size=X.shape[0],
+        )
+        Xc, Y, no_weights = trainer.prepare(X, np.eye(W2.shape[1])[labels])
+        order = np.arange(X.shape[0], dtype=np.int64)
+        trainer.run_epochs(Xc, Y, no_weights, order, learning_rate, n_epochs=n_steps)
+        W1 = np.vstack([network.coefs[0], network.intercepts[0]])
+        W2 = np.vstack([network.coefs[1], network.intercepts[1]])
     new_model = dict(model)
-    for layer in grad:
-        new_model[layer] = np.asarray(model[layer], dtype=np.float64) + learning_rate * grad[layer]
+    new_model.update(W1=W1, W2=W2)
     return new_model
 
 
-def gradient_ascent(model, X_train, y_train, no_iter=10, *, verbose=True, backend="numpy"):
+def gradient_step(model, X_train, y_train, learning_rate=1e-1, *, backend="numba"):
+    """One gradient-ascent step; returns the new model (the one passed in is untouched)."""
+    return _ascend(model, X_train, y_train, learning_rate, 1, backend)
+
+
+def gradient_ascent(
+    model, X_train, y_train, no_iter=10, *, verbose=True, learning_rate=1e-1, backend="numba"
+):
     """``no_iter`` gradient-ascent steps with the notebook's learning rate (0.1).
 
-    Prints ``Iteration i`` before each step, as the notebook does, unless ``verbose=False``.
+    Prints ``Iteration i`` before each step, as the notebook does, unless ``verbose=False``;
+    silent, all the steps run in one compiled call.
     """
+    if not verbose:
+        return _ascend(model, X_train, y_train, learning_rate, no_iter, backend)
     for iteration in range(no_iter):
-        if verbose:
-            print(f"Iteration {iteration}")
-        model = gradient_step(model, X_train, y_train, backend=backend)
+        print(f"Iteration {iteration}")
+        model = _ascend(model, X_train, y_train, learning_rate, 1, backend)
     return model

@@ -105,3 +105,26 @@ def loss_and_gradients(
     ]
     intercept_grads = [deltas[i].sum(axis=0) / n for i in range(len(coefs))]
     return dtype.type(total_loss), coef_grads, intercept_grads
+
+
+def train_epoch(
+    coefs, intercepts, X, Y, order, batch_size, optimizer, activation="relu",
+    output="softmax", alpha=0.0, sample_weight=None,
+):
+    """One epoch of minibatch training over the rows ``order``, scikit-learn's loop.
+
+    ``coefs`` and ``intercepts`` are updated in place by ``optimizer`` (``fastmlp.optim``).
+    Returns the epoch's loss: the batch losses weighted by batch length, over the rows.
+    """
+    params = coefs + intercepts
+    accumulated = 0.0
+    n = len(order)
+    for start in range(0, n, batch_size):
+        rows = order[start : start + batch_size]
+        weights = None if sample_weight is None else sample_weight[rows]
+        batch_loss, coef_grads, intercept_grads = loss_and_gradients(
+            coefs, intercepts, X[rows], Y[rows], activation, output, alpha, weights
+        )
+        accumulated += batch_loss * len(rows)
+        optimizer.update(params, coef_grads + intercept_grads)
+    return accumulated / n

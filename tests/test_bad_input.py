@@ -7,7 +7,7 @@ from conftest import random_problem
 import fastmlp
 from fastmlp import notebook
 
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 
 def call(problem, backend="numpy", **overrides):

@@ -8,7 +8,7 @@ from benchmarks import notebook_loop
 from fastmlp import notebook
 from fastmlp.cli import moons_data
 
-BACKENDS = ["numpy"]
+BACKENDS = ["numpy", "numba"]
 
 
 @pytest.fixture(scope="module")

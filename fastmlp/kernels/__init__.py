@@ -1,0 +1,29 @@
+"""The Numba engine: fused forward/backward kernels and whole-epoch training.
+
+The public functions here take validated NumPy inputs, pack the network into one flat
+parameter vector (:class:`FlatNetwork`), choose how to run each layer
+(:func:`plan`) and call the compiled kernels in ``_layers`` and ``_training``.
+"""
+
+from fastmlp.kernels._threads import parallel_section, resolve_n_threads  # noqa: I001
+from fastmlp.kernels._api import (
+    FlatNetwork,
+    Plan,
+    Trainer,
+    loss_and_gradients,
+    plan,
+    predict,
+    warmup,
+)
+
+__all__ = [
+    "FlatNetwork",
+    "Plan",
+    "Trainer",
+    "loss_and_gradients",
+    "parallel_section",
+    "plan",
+    "predict",
+    "resolve_n_threads",
+    "warmup",
+]

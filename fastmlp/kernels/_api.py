@@ -1,0 +1,271 @@
+"""Python side of the Numba engine: flat parameters, per-shape plans, buffers made once."""
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
+from fastmlp.kernels import _layers, _training
+from fastmlp.kernels._threads import parallel_section, resolve_n_threads
+
+#: Rows per tile for the loop kernels: a tile's activations stay in L1/L2 cache.
+LOOP_TILE_ROWS = 64
+#: Rows per tile for BLAS layers: large enough for BLAS to run at full speed.
+BLAS_TILE_ROWS = 512
+#: A layer with at least this many weights runs its products on BLAS (measured on W3/W4).
+BLAS_MIN_WEIGHTS = 32768
+#: Below this many rows per thread a parallel region costs more than it saves.
+MIN_ROWS_PER_THREAD = 48
+
+
+class FlatNetwork:
+    """A network's weights in one flat vector, in scikit-learn's ``_pack`` order.
+
+    ``coefs`` and ``intercepts`` are views into ``theta``: updating ``theta`` in place
+    updates them, so an estimator's ``coefs_`` can be these views.
+    """
+
+    def __init__(self, units, dtype):
+        self.units = np.asarray(units, dtype=np.int64)
+        self.dtype = np.dtype(dtype)
+        fan_ins, fan_outs = self.units[:-1], self.units[1:]
+        coef_sizes = fan_ins * fan_outs
+        self.coef_off = np.concatenate([[0], np.cumsum(coef_sizes)[:-1]]).astype(np.int64)
+        n_coef_params = int(coef_sizes.sum())
+        self.int_off = (n_coef_params + np.concatenate([[0], np.cumsum(fan_outs)[:-1]])).astype(
+            np.int64
+        )
+        self.n_params = n_coef_params + int(fan_outs.sum())
+        self.theta = np.zeros(self.n_params, dtype=self.dtype)
+
+    @classmethod
+    def from_arrays(cls, coefs, intercepts, dtype=None):
+        dtype = coefs[0].dtype if dtype is None else dtype
+        units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
+        network = cls(units, dtype)
+        for target, source in zip(network.coefs + network.intercepts, coefs + intercepts):
+            target[...] = source
+        return network
+
+    @property
+    def n_layers(self):
+        return len(self.units) - 1
+
+    def coef_views(self, flat):
+        return [
+            flat[off : off + fi * fo].reshape(fi, fo)
+            for off, fi, fo in zip(self.coef_off, self.units[:-1], self.units[1:])
+        ]
+
+    def intercept_views(self, flat):
+        return [flat[off : off + fo] for off, fo in zip(self.int_off, self.units[1:])]
+
+    @property
+    def coefs(self):
+        return self.coef_views(self.theta)
+
+    @property
+    def intercepts(self):
+        return self.intercept_views(self.theta)
+
+
+@dataclass(frozen=True)
+class Plan:
+    """How to run one network on batches of a given size."""
+
+    use_blas: np.ndarray  # per layer: products on BLAS (True) or on the fused loops
+    parallel: bool  # one chunk of rows per thread in a prange, or one serial pass
+    n_chunks: int
+    tile: int
+    n_threads: int
+
+
+def plan(units, batch_rows, n_threads=None):
+    """Choose BLAS or loops per layer, serial or parallel, and the tile size.
+
+    Wide layers (at least ``BLAS_MIN_WEIGHTS`` weights) go to BLAS, which then uses the
+    threads itself; the rest run the fused loops, split across threads when each thread
+    gets at least ``MIN_ROWS_PER_THREAD`` rows. The thresholds come from the benchmark
+    sweeps in ``benchmarks/``.
+    """
+    n_threads = resolve_n_threads(n_threads)
+    units = np.asarray(units)
+    use_blas = (units[:-1] * units[1:] >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16)
+    parallel = bool(
+        n_threads > 1 and not use_blas.any() and batch_rows >= MIN_ROWS_PER_THREAD * n_threads
+    )
+    n_chunks = n_threads if parallel else 1
+    rows_per_chunk = -(-batch_rows // n_chunks)
+    tile_rows = BLAS_TILE_ROWS if use_blas.any() else LOOP_TILE_ROWS
+    return Plan(use_blas, parallel, n_chunks, max(1, min(tile_rows, rows_per_chunk)), n_threads)
+
+
+class Workspace:
+    """Buffers for one network and plan, made once and reused for every batch."""
+
+    def __init__(self, network, run_plan):
+        dtype = network.dtype
+        size = _layers.workspace_size(network.units, run_plan.tile)
+        self.works = np.zeros((run_plan.n_chunks, size), dtype=dtype)
+        self.grads = np.zeros((run_plan.n_chunks, network.n_params), dtype=dtype)
+        blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
+        self.scratch = np.zeros(max(1, int(blas_layers.max())), dtype=dtype)
+        self.chunk_losses = np.zeros(run_plan.n_chunks, dtype=dtype)
+
+
+def _codes(activation, output):
+    return HIDDEN_ACTIVATIONS[activation].code, OUTPUTS[output].code
+
+
+def _empty_weights(dtype):
+    return np.empty(0, dtype=dtype)
+
+
+def _kernel_arrays(X, Y, sample_weight, dtype):
+    X = np.ascontiguousarray(X, dtype=dtype)
+    Y = np.ascontiguousarray(Y, dtype=dtype)
+    if sample_weight is None:
+        sample_weight = _empty_weights(dtype)
+    else:
+        sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
+    return X, Y, sample_weight
+
+
+def loss_and_gradients(
+    coefs, intercepts, X, Y, activation, output, alpha, sample_weight, n_threads=None
+):
+    """The Numba engine's ``loss_and_gradients`` (inputs validated by the caller)."""
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    dtype = network.dtype
+    X, Y, sample_weight = _kernel_arrays(X, Y, sample_weight, dtype)
+    n = X.shape[0]
+    run_plan = plan(network.units, n, n_threads)
+    work = Workspace(network, run_plan)
+    hidden, out = _codes(activation, output)
+    batch_gradient = (
+        _training.batch_gradient_parallel if run_plan.parallel else _training.batch_gradient_serial
+    )
+    order = np.arange(n, dtype=np.int64)
+    with parallel_section(run_plan.n_threads):
+        data_loss = batch_gradient(
+            X, Y, sample_weight, order, 0, n, network.theta, network.units, network.coef_off,
+            network.int_off, run_plan.use_blas, hidden, out, run_plan.tile, work.works,
+            work.grads, work.scratch, work.chunk_losses,
+        )
+    grad = work.grads[0]
+    weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
+    penalty = _training.finish_gradient(
+        grad, network.theta, network.int_off[0], dtype.type(alpha), weight_sum
+    )
+    loss = data_loss / weight_sum + penalty
+    coef_grads = [g.copy() for g in network.coef_views(grad)]
+    intercept_grads = [g.copy() for g in network.intercept_views(grad)]
+    return dtype.type(loss), coef_grads, intercept_grads
+
+
+def predict(network, X, activation, output):
+    """The network's output for every row of ``X`` (probabilities or predictions)."""
+    X = np.ascontiguousarray(X, dtype=network.dtype)
+    run_plan = plan(network.units, X.shape[0], 1)
+    tile = run_plan.tile
+    work = np.empty(_layers.workspace_size(network.units, tile), dtype=network.dtype)
+    out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
+    hidden, out_code = _codes(activation, output)
+    _layers.forward_rows(
+        X, network.theta, network.units, network.coef_off, network.int_off,
+        run_plan.use_blas, hidden, out_code, tile, work, out,
+    )
+    return out
+
+
+class Trainer:
+    """Whole-epoch minibatch training of a :class:`FlatNetwork` with SGD or Adam.
+
+    The optimizer state (velocities, or Adam's moments and step count) lives here between
+    calls, so epochs can be run one call at a time (for scikit-learn's per-epoch stopping
+    rules) or many per call.
+    """
+
+    def __init__(
+        self, network, activation, output, *, solver="adam", alpha=0.0, batch_size=200,
+        momentum=0.9, nesterov=True, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_threads=None,
+    ):
+        if solver not in ("sgd", "adam"):
+            raise ValueError(f"solver must be 'sgd' or 'adam', got {solver!r}.")
+        self.network = network
+        self.hidden, self.output = _codes(activation, output)
+        self.solver = solver
+        t = network.dtype.type
+        self.alpha = t(alpha)
+        self.batch_size = int(batch_size)
+        self.momentum, self.nesterov = t(momentum), bool(nesterov)
+        self.beta_1, self.beta_2, self.epsilon = t(beta_1), t(beta_2), t(epsilon)
+        self.n_threads = n_threads
+        self.state_1 = np.zeros(network.n_params, dtype=network.dtype)
+        self.state_2 = np.zeros(network.n_params if solver == "adam" else 0, dtype=network.dtype)
+        self.adam_step = 0
+        self._plans = {}
+
+    def _plan_for(self, batch_rows):
+        if batch_rows not in self._plans:
+            run_plan = plan(self.network.units, batch_rows, self.n_threads)
+            self._plans[batch_rows] = (run_plan, Workspace(self.network, run_plan))
+        return self._plans[batch_rows]
+
+    def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1):
+        """Train ``n_epochs`` epochs over the rows ``order`` of X; return each epoch's loss.
+
+        ``X``, ``Y`` and ``sample_weight`` must be C-contiguous in the network's dtype
+        (see :meth:`prepare`); ``order`` is the epoch's sample order (int64).
+        """
+        n = order.shape[0]
+        batch_size = min(self.batch_size, n)
+        run_plan, work = self._plan_for(batch_size)
+        losses = np.zeros(n_epochs, dtype=np.float64)
+        t = self.network.dtype.type
+        train_epochs = (
+            _training.train_epochs_parallel if run_plan.parallel else _training.train_epochs_serial
+        )
+        with parallel_section(run_plan.n_threads):
+            self.adam_step = train_epochs(
+                X, Y, sample_weight, order, batch_size, n_epochs, self.network.theta,
+                self.network.units, self.network.coef_off, self.network.int_off,
+                run_plan.use_blas, self.hidden, self.output, self.alpha, run_plan.tile,
+                work.works, work.grads, work.scratch, work.chunk_losses,
+                _training.SGD if self.solver == "sgd" else _training.ADAM,
+                self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
+                self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses,
+            )
+        return losses
+
+    def prepare(self, X, Y, sample_weight=None):
+        """X, Y and sample_weight as the kernels take them (empty weights for none)."""
+        return _kernel_arrays(X, Y, sample_weight, self.network.dtype)
+
+
+def warmup(dtypes=("float64", "float32")):
+    """Compile (or load from the on-disk cache) every kernel for the given dtypes.
+
+    Each kernel has one compiled signature per dtype, whatever the layer sizes, batch
+    size or activation, so no shapes are needed: this pays the whole compile cost up
+    front. Call it once at start-up, before timing anything.
+    """
+    from numba import config
+
+    rng = np.random.default_rng(0)
+    n_rows = 2 * MIN_ROWS_PER_THREAD
+    thread_counts = (1, 2) if config.NUMBA_NUM_THREADS >= 2 else (1,)
+    for dtype in dtypes:
+        dtype = np.dtype(dtype)
+        network = FlatNetwork([3, 4, 2], dtype)
+        network.theta[:] = rng.standard_normal(network.n_params)
+        X = rng.standard_normal((n_rows, 3)).astype(dtype)
+        Y = np.eye(2, dtype=dtype)[rng.integers(0, 2, n_rows)]
+        for n_threads in thread_counts:  # the serial and the parallel kernels
+            loss_and_gradients(
+                network.coefs, network.intercepts, X, Y, "relu", "softmax", 0.0, None, n_threads
+            )
+            trainer = Trainer(network, "relu", "softmax", batch_size=n_rows, n_threads=n_threads)
+            Xc, Yc, no_weights = trainer.prepare(X, Y)
+            trainer.run_epochs(Xc, Yc, no_weights, np.arange(n_rows, dtype=np.int64), 1e-3)
+        predict(network, X, "relu", "softmax")

@@ -1,0 +1,315 @@
+"""Fused forward and backward passes over one tile of rows, for any depth.
+
+Parameters live in one flat vector ``theta`` in scikit-learn's ``_pack`` order (every
+coef, row-major, then every intercept); ``coef_off[l]`` and ``int_off[l]`` locate layer
+``l``, whose weights have shape ``(units[l], units[l + 1])``. Gradients use the same
+layout, so an optimizer step is one loop over a flat vector.
+
+Per tile of at most ``tile`` rows a workspace holds the gathered input rows and, for
+every layer, its pre-activations ``z``, activations ``a`` and errors ``delta``.
+
+Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
+``fastmlp.kernels.plan``):
+
+* loops, with bias and activation applied to each row while it is hot in cache, and the
+  activation derivative applied inside the backward product. Small layers are dominated
+  by per-call overhead, which these loops avoid; they also run inside ``prange``.
+* BLAS (``np.dot`` on the whole tile), then one fused pass for bias and activation. Wide
+  layers are dominated by the products, where BLAS's blocked kernels win.
+"""
+
+import numpy as np
+from numba import njit
+
+from fastmlp.kernels._math import FASTMATH, activate_row, output_loss_and_delta, scale_by_derivative
+
+
+#: Layers with fewer outputs than this run their loops on transposed copies of W and of
+#: the gradient: a loop over 1 or 2 outputs cannot vectorize, one over the inputs can.
+NARROW_OUTPUTS = 8
+
+
+@njit(cache=True)
+def workspace_offsets(units, tile):
+    """Where the input rows and each layer's z, a and delta blocks start in a workspace.
+
+    Narrow layers also get a block for W.T and one for the transposed gradient (``t_off``).
+    """
+    n_layers = units.shape[0] - 1
+    z_off = np.empty(n_layers, np.int64)
+    a_off = np.empty(n_layers, np.int64)
+    d_off = np.empty(n_layers, np.int64)
+    t_off = np.empty(n_layers, np.int64)
+    offset = tile * units[0]
+    for layer in range(n_layers):
+        block = tile * units[layer + 1]
+        z_off[layer] = offset
+        a_off[layer] = offset + block
+        d_off[layer] = offset + 2 * block
+        offset += 3 * block
+        t_off[layer] = offset
+        if units[layer + 1] < NARROW_OUTPUTS:
+            offset += 2 * units[layer] * units[layer + 1]
+    return z_off, a_off, d_off, t_off, offset
+
+
+def workspace_size(units, tile):
+    return int(workspace_offsets(np.asarray(units, dtype=np.int64), tile)[-1])
+
+
+@njit(cache=True)
+def _block(buffer, offset, rows, cols):
+    return buffer[offset : offset + rows * cols].reshape((rows, cols))
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense_loops(A, W, b, Z, rows):
+    """Z[:rows] = A[:rows] @ W + b, row by row.
+
+    Four rows of W are folded into each pass over a row of Z, so that row is loaded and
+    stored a quarter as often; a group of four zero inputs (ReLU) is skipped.
+    """
+    fan_in, fan_out = W.shape
+    blocked = fan_in - fan_in % 4
+    for i in range(rows):
+        z = Z[i]
+        a = A[i]
+        for j in range(fan_out):
+            z[j] = b[j]
+        for k in range(0, blocked, 4):
+            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
+            if a0 == 0 and a1 == 0 and a2 == 0 and a3 == 0:
+                continue
+            w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            for j in range(fan_out):
+                z[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
+        for k in range(blocked, fan_in):
+            a_k = a[k]
+            w = W[k]
+            for j in range(fan_out):
+                z[j] += a_k * w[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_loops(A, D, G, g, rows):
+    """G += A[:rows].T @ D[:rows] and g += D[:rows].sum(0).
+
+    Four rows of the batch are folded into each pass over a row of G (see _dense_loops).
+    """
+    fan_in, fan_out = G.shape
+    blocked = rows - rows % 4
+    for i in range(0, blocked, 4):
+        d0, d1, d2, d3 = D[i], D[i + 1], D[i + 2], D[i + 3]
+        for j in range(fan_out):
+            g[j] += d0[j] + d1[j] + d2[j] + d3[j]
+        for k in range(fan_in):
+            a0, a1, a2, a3 = A[i, k], A[i + 1, k], A[i + 2, k], A[i + 3, k]
+            if a0 == 0 and a1 == 0 and a2 == 0 and a3 == 0:
+                continue
+            gk = G[k]
+            for j in range(fan_out):
+                gk[j] += a0 * d0[j] + a1 * d1[j] + a2 * d2[j] + a3 * d3[j]
+    for i in range(blocked, rows):
+        d = D[i]
+        for j in range(fan_out):
+            g[j] += d[j]
+        for k in range(fan_in):
+            a_ik = A[i, k]
+            gk = G[k]
+            for j in range(fan_out):
+                gk[j] += a_ik * d[j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backprop_loops(D, W, D_prev, rows):
+    """D_prev[:rows] = D[:rows] @ W.T, each entry a contiguous dot product."""
+    fan_in, fan_out = W.shape
+    for i in range(rows):
+        d = D[i]
+        for k in range(fan_in):
+            w = W[k]
+            total = d[0] * w[0]
+            for j in range(1, fan_out):
+                total += d[j] * w[j]
+            D_prev[i, k] = total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _transpose(W, WT):
+    fan_in, fan_out = W.shape
+    for k in range(fan_in):
+        for j in range(fan_out):
+            WT[j, k] = W[k, j]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _dense_narrow(A, WT, b, Z, rows):
+    """Z[:rows] = A[:rows] @ WT.T + b for few outputs: one contiguous dot per entry."""
+    fan_out, fan_in = WT.shape
+    for i in range(rows):
+        a = A[i]
+        for j in range(fan_out):
+            w = WT[j]
+            total = b[j]
+            for k in range(fan_in):
+                total += a[k] * w[k]
+            Z[i, j] = total
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _grad_narrow(A, D, GT, g, rows):
+    """GT = D[:rows].T @ A[:rows] (the transposed gradient) and g += D[:rows].sum(0)."""
+    fan_out, fan_in = GT.shape
+    for j in range(fan_out):
+        for k in range(fan_in):
+            GT[j, k] = 0
+    for i in range(rows):
+        a = A[i]
+        for j in range(fan_out):
+            d_ij = D[i, j]
+            g[j] += d_ij
+            gt = GT[j]
+            for k in range(fan_in):
+                gt[k] += d_ij * a[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def _backprop_narrow(D, WT, D_prev, rows):
+    """D_prev[:rows] = D[:rows] @ WT for few outputs: contiguous rows of WT, scaled and added."""
+    fan_out, fan_in = WT.shape
+    for i in range(rows):
+        d_prev = D_prev[i]
+        for k in range(fan_in):
+            d_prev[k] = 0
+        for j in range(fan_out):
+            d_ij = D[i, j]
+            w = WT[j]
+            for k in range(fan_in):
+                d_prev[k] += d_ij * w[k]
+
+
+@njit(cache=True, fastmath=FASTMATH)
+def tile_gradient(
+    X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
+    hidden, output, tile, work, grad, scratch,
+):
+    """Forward and backward over rows ``order[start:start + rows]``; add to ``grad``.
+
+    Given no targets (``Y`` with 0 rows) only the forward pass runs, and the output is
+    left in the workspace. ``grad`` receives the unnormalised sums ``A.T @ delta`` and ``delta.sum(0)``, with the
+    output error weighted by ``sample_weight`` (empty for unit weights). ``scratch`` holds a
+    BLAS product before it is added to ``grad``. Returns the weighted sum of row losses.
+    """
+    t = theta.dtype.type
+    n_layers = units.shape[0] - 1
+    z_off, a_off, d_off, t_off, _ = workspace_offsets(units, tile)
+    weighted = sample_weight.shape[0] > 0
+    # Decided at run time, not by a literal flag: one compiled signature serves both.
+    backward = Y.shape[0] > 0
+
+    # Explicit loops instead of array assignment: Numba's broadcasting setitem costs
+    # seconds of compile time per signature.
+    inputs = _block(work, 0, tile, units[0])
+    for i in range(rows):
+        row = order[start + i]
+        for k in range(units[0]):
+            inputs[i, k] = X[row, k]
+
+    # Forward: layer by layer; bias and activation fused with each row's product.
+    A = inputs
+    loss = t(0)
+    for layer in range(n_layers):
+        fan_in, fan_out = units[layer], units[layer + 1]
+        W = _block(theta, coef_off[layer], fan_in, fan_out)
+        b = theta[int_off[layer] : int_off[layer] + fan_out]
+        Z = _block(work, z_off[layer], tile, fan_out)
+        out = _block(work, a_off[layer], tile, fan_out)
+        narrow = fan_out < NARROW_OUTPUTS
+        if use_blas[layer]:
+            np.dot(A[:rows], W, Z[:rows])
+            for i in range(rows):
+                for j in range(fan_out):
+                    Z[i, j] += b[j]
+        elif narrow:
+            WT = _block(work, t_off[layer], fan_out, fan_in)
+            _transpose(W, WT)
+            _dense_narrow(A, WT, b, Z, rows)
+        else:
+            _dense_loops(A, W, b, Z, rows)
+        if layer < n_layers - 1:
+            for i in range(rows):
+                activate_row(hidden, Z[i], out[i])
+        else:
+            D = _block(work, d_off[layer], tile, fan_out)
+            for i in range(rows):
+                row = order[start + i]
+                weight = sample_weight[row] if weighted else t(1)
+                y = Y[row] if backward else Z[i]  # forward only: the targets are not used
+                loss += weight * output_loss_and_delta(output, Z[i], y, weight, out[i], D[i])
+        A = out
+    if not backward:
+        return loss
+
+    # Backward: gradient of each layer, then its error passed down through its weights.
+    for layer in range(n_layers - 1, -1, -1):
+        fan_in, fan_out = units[layer], units[layer + 1]
+        W = _block(theta, coef_off[layer], fan_in, fan_out)
+        G = _block(grad, coef_off[layer], fan_in, fan_out)
+        g = grad[int_off[layer] : int_off[layer] + fan_out]
+        D = _block(work, d_off[layer], tile, fan_out)
+        A_in = inputs if layer == 0 else _block(work, a_off[layer - 1], tile, fan_in)
+        narrow = fan_out < NARROW_OUTPUTS and not use_blas[layer]
+        if narrow:
+            # W.T is in the workspace from the forward pass; the transposed gradient follows.
+            WT = _block(work, t_off[layer], fan_out, fan_in)
+            GT = _block(work, t_off[layer] + fan_in * fan_out, fan_out, fan_in)
+        else:  # unused: wide layers have no transposed blocks
+            WT = GT = _block(work, 0, 0, 0)
+        if use_blas[layer]:
+            product = _block(scratch, 0, fan_in, fan_out)
+            np.dot(A_in[:rows].T, D[:rows], product)
+            for k in range(fan_in):
+                for j in range(fan_out):
+                    G[k, j] += product[k, j]
+            for i in range(rows):
+                for j in range(fan_out):
+                    g[j] += D[i, j]
+        elif narrow:
+            _grad_narrow(A_in, D, GT, g, rows)
+            for k in range(fan_in):
+                for j in range(fan_out):
+                    G[k, j] += GT[j, k]
+        else:
+            _grad_loops(A_in, D, G, g, rows)
+        if layer > 0:
+            D_prev = _block(work, d_off[layer - 1], tile, fan_in)
+            Z_prev = _block(work, z_off[layer - 1], tile, fan_in)
+            if use_blas[layer]:
+                np.dot(D[:rows], W.T, D_prev[:rows])
+            elif narrow:
+                _backprop_narrow(D, WT, D_prev, rows)
+            else:
+                _backprop_loops(D, W, D_prev, rows)
+            for i in range(rows):
+                scale_by_derivative(hidden, Z_prev[i], A_in[i], D_prev[i])
+    return loss
+
+
+@njit(cache=True)
+def forward_rows(X, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work, out):
+    """out = the network's output for every row of X, tile by tile (forward pass only)."""
+    n = X.shape[0]
+    order = np.arange(n)
+    no_targets = np.empty((0, units[-1]), X.dtype)
+    no_weights = np.empty(0, X.dtype)
+    a_off = workspace_offsets(units, tile)[1]
+    result = _block(work, a_off[units.shape[0] - 2], tile, units[-1])
+    for start in range(0, n, tile):
+        rows = min(tile, n - start)
+        tile_gradient(
+            X, no_targets, no_weights, order, start, rows, theta, units, coef_off, int_off,
+            use_blas, hidden, output, tile, work, theta, theta,
+        )
+        for i in range(rows):
+            for j in range(result.shape[1]):
+                out[start + i, j] = result[i, j]

@@ -1,0 +1,67 @@
+"""Threads: a thread-safe Numba threading layer, thread counts set and restored per call.
+
+Numba's ``workqueue`` threading layer aborts the process when two Python threads enter
+parallel regions at once. Unless the user chose a layer (``NUMBA_THREADING_LAYER``),
+fastmlp asks for a thread-safe one (TBB or OpenMP); where neither can be loaded, parallel
+sections take a process-wide lock instead. ``tests/test_kernels.py`` calls the engine
+from four Python threads at once.
+"""
+
+import os
+import threading
+from contextlib import contextmanager
+
+import numba
+from numba import config
+
+
+def _safe_layer_available():
+    for module in ("tbbpool", "omppool"):
+        try:
+            __import__(f"numba.np.ufunc.{module}")
+            return True
+        except ImportError:
+            continue
+    return False
+
+
+if "NUMBA_THREADING_LAYER" not in os.environ and config.THREADING_LAYER == "default":
+    if _safe_layer_available():
+        config.THREADING_LAYER = "threadsafe"
+
+_PARALLEL_LOCK = threading.Lock()
+
+
+def _layer_is_thread_safe():
+    try:
+        return numba.threading_layer() != "workqueue"
+    except ValueError:  # no parallel region launched yet: decided by the configured layer
+        return config.THREADING_LAYER in ("threadsafe", "tbb", "omp")
+
+
+def resolve_n_threads(n_threads):
+    """The number of threads to use: all of Numba's by default, at most that many."""
+    available = config.NUMBA_NUM_THREADS
+    if n_threads is None:
+        return available
+    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0:
+        raise ValueError(f"n_threads must be a non-zero integer or None, got {n_threads!r}.")
+    if n_threads < 0:  # joblib's convention: -1 is all threads, -2 all but one, ...
+        return max(1, available + 1 + n_threads)
+    return min(n_threads, available)
+
+
+@contextmanager
+def parallel_section(n_threads):
+    """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after."""
+    previous = numba.get_num_threads()
+    numba.set_num_threads(n_threads)
+    lock = None if _layer_is_thread_safe() else _PARALLEL_LOCK
+    if lock is not None:
+        lock.acquire()
+    try:
+        yield
+    finally:
+        if lock is not None:
+            lock.release()
+        numba.set_num_threads(previous)

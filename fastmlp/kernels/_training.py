@@ -1,0 +1,226 @@
+"""Batch gradients (serial and parallel), optimizer updates and whole-epoch training.
+
+A batch is split into ``n_chunks`` contiguous row ranges; each chunk is worked tile by
+tile into its own gradient buffer, and the buffers are summed in chunk order. The split
+depends only on the batch and ``n_chunks``, never on scheduling, so results are
+identical run to run for a given thread count (``tests/test_kernels.py`` pins this).
+
+Numba's on-disk cache key ignores the ``parallel`` flag, so the serial and parallel batch
+gradients are distinct functions rather than one function compiled twice.
+"""
+
+import numpy as np
+from numba import njit, prange
+
+from fastmlp.kernels._layers import tile_gradient
+
+SGD = 0
+ADAM = 1
+
+
+@njit(cache=True)
+def _chunk_gradient(
+    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
+    hidden, output, tile, work, grad, scratch,
+):
+    for p in range(grad.shape[0]):
+        grad[p] = 0
+    loss = theta.dtype.type(0)
+    for tile_start in range(start, stop, tile):
+        rows = min(tile, stop - tile_start)
+        loss += tile_gradient(
+            X, Y, sample_weight, order, tile_start, rows, theta, units, coef_off, int_off,
+            use_blas, hidden, output, tile, work, grad, scratch,
+        )
+    return loss
+
+
+@njit(cache=True)
+def _chunk_bounds(start, stop, n_chunks, chunk):
+    size = (stop - start + n_chunks - 1) // n_chunks
+    lo = min(start + chunk * size, stop)
+    return lo, min(lo + size, stop)
+
+
+@njit(cache=True)
+def batch_gradient_serial(
+    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
+    hidden, output, tile, works, grads, scratch, chunk_losses,
+):
+    """Unnormalised gradient of rows ``order[start:stop]`` into ``grads[0]``; one thread."""
+    chunk_losses[0] = _chunk_gradient(
+        X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
+        hidden, output, tile, works[0], grads[0], scratch,
+    )
+    return chunk_losses[0]
+
+
+@njit(cache=True, parallel=True)
+def batch_gradient_parallel(
+    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
+    hidden, output, tile, works, grads, scratch, chunk_losses,
+):
+    """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order.
+
+    Only for plans without BLAS layers: the chunks would share ``scratch``.
+    """
+    n_chunks = grads.shape[0]
+    for chunk in prange(n_chunks):
+        lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
+        chunk_losses[chunk] = _chunk_gradient(
+            X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off, use_blas,
+            hidden, output, tile, works[chunk], grads[chunk], scratch,
+        )
+    return _sum_chunks(grads, chunk_losses)
+
+
+@njit(cache=True)
+def _sum_chunks(grads, chunk_losses):
+    """grads[0] += grads[1:], in chunk order; returns the summed loss."""
+    total = grads[0]
+    for chunk in range(1, grads.shape[0]):
+        part = grads[chunk]
+        for p in range(total.shape[0]):
+            total[p] += part[p]
+    loss = chunk_losses[0]
+    for chunk in range(1, chunk_losses.shape[0]):
+        loss += chunk_losses[chunk]
+    return loss
+
+
+@njit(cache=True)
+def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
+    """scikit-learn's normalisation: (A.T @ delta + alpha * W) / n and delta.sum(0) / n.
+
+    Returns the penalty term ``0.5 * alpha * ||W||^2 / n`` of the loss.
+    """
+    t = theta.dtype.type
+    squared_norm = t(0)
+    for p in range(n_coef_params):
+        squared_norm += theta[p] * theta[p]
+        grad[p] = (grad[p] + alpha * theta[p]) / weight_sum
+    for p in range(n_coef_params, grad.shape[0]):
+        grad[p] = grad[p] / weight_sum
+    return t(0.5) * alpha * squared_norm / weight_sum
+
+
+@njit(cache=True)
+def weight_sum_of(sample_weight, order, start, stop, default):
+    if sample_weight.shape[0] == 0:
+        return default
+    total = sample_weight.dtype.type(0)
+    for i in range(start, stop):
+        total += sample_weight[order[i]]
+    return total
+
+
+# No fastmath in the updates: they must round exactly as scikit-learn's NumPy code does.
+@njit(cache=True)
+def sgd_update(theta, grad, velocity, learning_rate, momentum, nesterov):
+    """scikit-learn's SGD with (Nesterov) momentum: v = mu v - lr g; theta += v (or mu v - lr g)."""
+    for p in range(theta.shape[0]):
+        v = momentum * velocity[p] - learning_rate * grad[p]
+        velocity[p] = v
+        if nesterov:
+            theta[p] += momentum * v - learning_rate * grad[p]
+        else:
+            theta[p] += v
+
+
+@njit(cache=True)
+def adam_update(theta, grad, m, v, step_size, beta_1, beta_2, epsilon):
+    """scikit-learn's Adam, with the bias corrections folded into ``step_size``."""
+    t = theta.dtype.type
+    one = t(1)
+    for p in range(theta.shape[0]):
+        g = grad[p]
+        m[p] = beta_1 * m[p] + (one - beta_1) * g
+        v[p] = beta_2 * v[p] + (one - beta_2) * (g * g)
+        theta[p] += -step_size * m[p] / (np.sqrt(v[p]) + epsilon)
+
+
+@njit(cache=True)
+def _finish_batch(
+    theta, grad, sample_weight, order, start, stop, data_loss, n_coef_params, alpha, solver,
+    state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+):
+    """Normalise a batch's gradient, take one optimizer step; return (batch loss, step)."""
+    t = theta.dtype.type
+    weight_sum = weight_sum_of(sample_weight, order, start, stop, t(stop - start))
+    penalty = finish_gradient(grad, theta, n_coef_params, alpha, weight_sum)
+    batch_loss = data_loss / weight_sum + penalty
+    if solver == SGD:
+        sgd_update(theta, grad, state_1, learning_rate, momentum, nesterov)
+    else:
+        adam_step += 1
+        # As scikit-learn: the bias corrections in float64, the step in the data's dtype.
+        step_size = t(
+            float(learning_rate)
+            * np.sqrt(1.0 - float(beta_2) ** adam_step)
+            / (1.0 - float(beta_1) ** adam_step)
+        )
+        adam_update(theta, grad, state_1, state_2, step_size, beta_1, beta_2, epsilon)
+    return batch_loss, adam_step
+
+
+# The two drivers below differ only in the batch gradient they call: one whole-epoch
+# loop each, so that a serial plan never compiles (or caches) the parallel region.
+@njit(cache=True)
+def train_epochs_serial(
+    X, Y, sample_weight, order, batch_size, n_epochs, theta, units, coef_off, int_off,
+    use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
+    solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+    adam_step, epoch_losses,
+):
+    """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``.
+
+    Each batch: forward, backward, scikit-learn's normalisation and one optimizer step
+    (``solver`` SGD: ``state_1`` velocities; Adam: ``state_1``/``state_2`` moments and
+    ``adam_step`` the number of steps taken before). ``epoch_losses[e]`` receives
+    scikit-learn's epoch loss: the batch losses weighted by batch length, over the rows.
+    Returns the Adam step count after the last batch.
+    """
+    n = order.shape[0]
+    for epoch in range(n_epochs):
+        accumulated = 0.0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            data_loss = batch_gradient_serial(
+                X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+                use_blas, hidden, output, tile, works, grads, scratch, chunk_losses,
+            )
+            batch_loss, adam_step = _finish_batch(
+                theta, grads[0], sample_weight, order, start, stop, data_loss, int_off[0],
+                alpha, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
+                beta_2, epsilon, adam_step,
+            )
+            accumulated += float(batch_loss) * (stop - start)
+        epoch_losses[epoch] = accumulated / n
+    return adam_step
+
+
+@njit(cache=True)
+def train_epochs_parallel(
+    X, Y, sample_weight, order, batch_size, n_epochs, theta, units, coef_off, int_off,
+    use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
+    solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+    adam_step, epoch_losses,
+):
+    """As :func:`train_epochs_serial`, each batch split across threads."""
+    n = order.shape[0]
+    for epoch in range(n_epochs):
+        accumulated = 0.0
+        for start in range(0, n, batch_size):
+            stop = min(start + batch_size, n)
+            data_loss = batch_gradient_parallel(
+                X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+                use_blas, hidden, output, tile, works, grads, scratch, chunk_losses,
+            )
+            batch_loss, adam_step = _finish_batch(
+                theta, grads[0], sample_weight, order, start, stop, data_loss, int_off[0],
+                alpha, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
+                beta_2, epsilon, adam_step,
+            )
+            accumulated += float(batch_loss) * (stop - start)
+        epoch_losses[epoch] = accumulated / n
+    return adam_step

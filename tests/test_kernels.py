@@ -1,0 +1,244 @@
+"""The Numba engine against the NumPy reference: gradients, training, threads."""
+
+import threading
+
+import numpy as np
+import pytest
+from conftest import (
+    ALL_ACTIVATIONS,
+    ALL_OUTPUTS,
+    random_network,
+    random_targets,
+    relative_error,
+)
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import config
+
+import fastmlp
+from fastmlp import kernels, optim, reference
+from fastmlp.kernels import FlatNetwork, Trainer
+
+fast_inputs = pytest.mark.fast_inputs
+two_threads = pytest.mark.skipif(
+    config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 Numba threads"
+)
+
+
+def make_problem(seed, units, n_samples, output, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    coefs, intercepts = random_network(rng, units, np.float64, scale=1.0)
+    # Scale by 1/sqrt(fan_in) so that wide layers neither saturate nor overflow.
+    coefs = [c / np.sqrt(c.shape[0]) for c in coefs]
+    X = rng.standard_normal((n_samples, units[0]))
+    Y = random_targets(rng, output, n_samples, units[-1])
+    sample_weight = rng.uniform(0.1, 2.0, n_samples)
+    cast = [a.astype(dtype) for a in coefs + intercepts]
+    depth = len(coefs)
+    return cast[:depth], cast[depth:], X.astype(dtype), Y.astype(dtype), sample_weight.astype(dtype)
+
+
+def assert_engines_agree(problem, activation, output, alpha, weighted, n_threads, rtol):
+    coefs, intercepts, X, Y, sample_weight = problem
+    sample_weight = sample_weight if weighted else None
+    in_float64 = [[a.astype(np.float64) for a in arrays] for arrays in (coefs, intercepts)]
+    expected = reference.loss_and_gradients(
+        *in_float64, X.astype(np.float64), Y.astype(np.float64), activation, output, alpha,
+        None if sample_weight is None else sample_weight.astype(np.float64),
+    )
+    loss, coef_grads, intercept_grads = kernels.loss_and_gradients(
+        coefs, intercepts, X, Y, activation, output, alpha, sample_weight, n_threads
+    )
+    assert loss.dtype == X.dtype
+    assert all(g.dtype == X.dtype for g in coef_grads + intercept_grads)
+    assert relative_error(loss, expected[0]) <= rtol
+    for got, want in zip(coef_grads + intercept_grads, expected[1] + expected[2]):
+        assert got.shape == want.shape
+        assert relative_error(got, want) <= rtol
+
+
+# float64: the engines sum in different orders, a few roundings apart (~1e-15); float32
+# against the float64 reference: float32 rounding through up to four layers (~1e-6).
+TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+@settings(max_examples=60, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    widths=st.lists(st.integers(1, 300), min_size=1, max_size=4),
+    n_samples=st.one_of(st.sampled_from([1, 2, 63, 64, 65, 97, 129]), st.integers(1, 300)),
+    activation=st.sampled_from(ALL_ACTIVATIONS),
+    output=st.sampled_from(ALL_OUTPUTS),
+    alpha=st.sampled_from([0.0, 1e-3, 0.5]),
+    weighted=st.booleans(),
+    n_threads=st.sampled_from([1, 2]),
+)
+def test_numba_equals_reference(
+    dtype, seed, widths, n_samples, activation, output, alpha, weighted, n_threads
+):
+    units = widths + [max(2, widths[-1] % 5)] if output == "softmax" else widths + [1 + seed % 3]
+    problem = make_problem(seed, units, n_samples, output, dtype)
+    assert_engines_agree(problem, activation, output, alpha, weighted, n_threads, TOLERANCE[dtype])
+
+
+# Each way the engine can run a network, chosen by kernels.plan, pinned by a shape.
+EXECUTION_PATHS = {
+    "serial loops": ([5, 9, 3], 37, 1, dict(parallel=False, blas=False)),
+    "parallel loops": ([6, 40, 20, 4], 301, 2, dict(parallel=True, blas=False)),
+    "blas": ([200, 256, 12], 70, 2, dict(parallel=False, blas=True)),
+}
+
+
+@fast_inputs
+@pytest.mark.parametrize("path", sorted(EXECUTION_PATHS))
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_each_execution_path(path, dtype):
+    units, n_samples, n_threads, expected = EXECUTION_PATHS[path]
+    if n_threads > config.NUMBA_NUM_THREADS:
+        pytest.skip("needs more Numba threads")
+    run_plan = kernels.plan(units, n_samples, n_threads)
+    assert run_plan.parallel == expected["parallel"]
+    assert bool(run_plan.use_blas.any()) == expected["blas"]
+    for output in ALL_OUTPUTS:
+        problem = make_problem(7, units[:-1] + [units[-1] if output != "exp" else 2], n_samples,
+                               output, dtype)
+        assert_engines_agree(problem, "tanh", output, 0.1, True, n_threads, TOLERANCE[dtype])
+
+
+@fast_inputs
+@pytest.mark.parametrize("activation", ALL_ACTIVATIONS)
+def test_every_activation_small(activation):
+    problem = make_problem(3, [3, 4, 5, 2], 9, "softmax")
+    assert_engines_agree(problem, activation, "softmax", 0.2, True, 1, 1e-10)
+
+
+def test_public_backend_switch():
+    coefs, intercepts, X, Y, sample_weight = make_problem(11, [4, 8, 3], 50, "softmax")
+    args = (coefs, intercepts, X, Y)
+    kwargs = dict(activation="gelu", alpha=0.01, sample_weight=sample_weight)
+    numba_result = fastmlp.loss_and_gradients(*args, backend="numba", **kwargs)
+    numpy_result = fastmlp.loss_and_gradients(*args, backend="numpy", **kwargs)
+    assert relative_error(numba_result[0], numpy_result[0]) <= 1e-12
+
+
+SOLVERS = {
+    "sgd": dict(solver="sgd", momentum=0.9, nesterov=False),
+    "nesterov": dict(solver="sgd", momentum=0.9, nesterov=True),
+    "adam": dict(solver="adam", beta_1=0.9, beta_2=0.999, epsilon=1e-8),
+}
+
+
+def reference_optimizer(params, settings, learning_rate):
+    if settings["solver"] == "adam":
+        return optim.Adam(params, learning_rate, settings["beta_1"], settings["beta_2"],
+                          settings["epsilon"])
+    return optim.SGD(params, learning_rate, "constant", settings["momentum"],
+                     settings["nesterov"])
+
+
+@fast_inputs
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
+def test_whole_epoch_training_equals_reference_steps(solver, weighted):
+    settings = SOLVERS[solver]
+    units, n_samples, batch_size, n_epochs, learning_rate = [5, 12, 7, 3], 150, 32, 4, 0.01
+    coefs, intercepts, X, Y, sample_weight = make_problem(5, units, n_samples, "softmax")
+    sample_weight = sample_weight if weighted else None
+    rng = np.random.default_rng(0)
+    orders = [rng.permutation(n_samples) for _ in range(n_epochs)]
+
+    ref_coefs, ref_intercepts = [c.copy() for c in coefs], [b.copy() for b in intercepts]
+    optimizer = reference_optimizer(ref_coefs + ref_intercepts, settings, learning_rate)
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    trainer = Trainer(network, "relu", "softmax", alpha=1e-3, batch_size=batch_size,
+                      n_threads=1, **settings)
+    Xc, Yc, weights = trainer.prepare(X, Y, sample_weight)
+    for order in orders:
+        expected_loss = reference.train_epoch(
+            ref_coefs, ref_intercepts, X, Y, order, batch_size, optimizer, "relu", "softmax",
+            1e-3, sample_weight,
+        )
+        (loss,) = trainer.run_epochs(Xc, Yc, weights, order.astype(np.int64), learning_rate)
+        assert relative_error(loss, expected_loss) <= 1e-9
+        for got, want in zip(network.coefs + network.intercepts, ref_coefs + ref_intercepts):
+            assert relative_error(got, want) <= 1e-9
+
+
+def train_copy(network, X, Y, n_threads, n_epochs=3, solver="adam"):
+    copy = FlatNetwork(network.units, network.dtype)
+    copy.theta[:] = network.theta
+    trainer = Trainer(copy, "relu", "softmax", solver=solver, batch_size=200, n_threads=n_threads)
+    Xc, Yc, weights = trainer.prepare(X, Y)
+    order = np.arange(X.shape[0], dtype=np.int64)[::-1].copy()
+    trainer.run_epochs(Xc, Yc, weights, order, 1e-3, n_epochs)
+    return copy.theta
+
+
+@two_threads
+def test_same_thread_count_gives_bitwise_identical_weights():
+    coefs, intercepts, X, Y, _ = make_problem(9, [10, 64, 32, 3], 1000, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    assert kernels.plan(network.units, 200, 2).parallel  # the threads really split batches
+    first = train_copy(network, X, Y, n_threads=2)
+    second = train_copy(network, X, Y, n_threads=2)
+    np.testing.assert_array_equal(first, second)
+    serial = train_copy(network, X, Y, n_threads=1)
+    assert relative_error(first, serial) <= 1e-12  # another summation order, same result
+
+
+@two_threads
+def test_calls_from_four_python_threads_give_the_serial_results():
+    coefs, intercepts, X, Y, _ = make_problem(13, [10, 64, 32, 3], 1000, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    expected_weights = train_copy(network, X, Y, n_threads=2)
+    expected_grads = kernels.loss_and_gradients(coefs, intercepts, X, Y, "relu", "softmax",
+                                                0.1, None, 2)
+    barrier = threading.Barrier(4)
+    results, errors = [None] * 4, []
+
+    def work(slot):
+        try:
+            barrier.wait()
+            for _ in range(3):
+                weights = train_copy(network, X, Y, n_threads=2)
+                grads = kernels.loss_and_gradients(coefs, intercepts, X, Y, "relu", "softmax",
+                                                   0.1, None, 2)
+            results[slot] = (weights, grads)
+        except Exception as error:  # surfaced in the main thread below
+            errors.append(error)
+
+    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=300)
+    assert not errors, errors
+    for weights, (loss, coef_grads, _) in results:
+        np.testing.assert_array_equal(weights, expected_weights)
+        assert loss == expected_grads[0]
+        for got, want in zip(coef_grads, expected_grads[1]):
+            np.testing.assert_array_equal(got, want)
+
+
+@fast_inputs
+def test_predict_equals_reference_forward():
+    coefs, intercepts, X, _, _ = make_problem(17, [4, 9, 6, 3], 130, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    got = kernels.predict(network, X, "silu", "softmax")
+    _, activations = reference.forward(coefs, intercepts, X, "silu", "softmax")
+    assert relative_error(got, activations[-1]) <= 1e-12
+
+
+@fast_inputs
+def test_flat_network_views_share_memory():
+    network = FlatNetwork([3, 4, 2], np.float32)
+    network.theta[:] = np.arange(network.n_params)
+    assert network.coefs[0].shape == (3, 4) and network.intercepts[1].shape == (2,)
+    network.coefs[1][0, 0] = -1.0
+    assert network.theta[network.coef_off[1]] == -1.0
+    assert network.n_params == 3 * 4 + 4 * 2 + 4 + 2
+
+
+def test_warmup_compiles_and_runs():
+    fastmlp.warmup(dtypes=("float64",))
