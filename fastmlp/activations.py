@@ -10,8 +10,8 @@ scikit-learn's activations (relu, logistic, tanh) are differentiated from ``a`` 
 as scikit-learn does, the smooth extras (gelu, silu) need ``z``.
 """
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy.special import expit

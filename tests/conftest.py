@@ -50,7 +50,8 @@ def assert_gradients_close(actual, expected, rtol):
     expected_loss, expected_coef_grads, expected_intercept_grads = expected
     assert relative_error(loss, expected_loss) <= rtol
     assert len(coef_grads) == len(expected_coef_grads)
-    for got, want in zip(coef_grads + intercept_grads, expected_coef_grads + expected_intercept_grads):
+    expected_arrays = expected_coef_grads + expected_intercept_grads
+    for got, want in zip(coef_grads + intercept_grads, expected_arrays):
         assert got.shape == want.shape
         assert relative_error(got, want) <= rtol
 

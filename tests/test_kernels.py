@@ -86,7 +86,9 @@ def test_numba_equals_reference(
 EXECUTION_PATHS = {
     "serial loops": ([5, 9, 3], 37, 1, dict(parallel=False, blas=False)),
     "parallel loops": ([6, 40, 20, 4], 301, 2, dict(parallel=True, blas=False)),
+    "parallel, short batch": ([3, 5, 2], 33, 2, dict(parallel=True, blas=False)),
     "blas": ([200, 256, 12], 70, 2, dict(parallel=False, blas=True)),
+    "blas and loops": ([3, 200, 256, 4], 70, 2, dict(parallel=False, blas=True)),
 }
 
 

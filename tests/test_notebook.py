@@ -69,7 +69,8 @@ def test_backward_matches_notebook(rng):
     xs = rng.standard_normal((11, 2))
     hs = np.hstack([np.maximum(rng.standard_normal((11, 7)), 0), np.ones((11, 1))])
     errs = rng.standard_normal((11, 3))
-    ours, theirs = notebook.backward(model, xs, hs, errs), notebook_loop.backward(model, xs, hs, errs)
+    ours = notebook.backward(model, xs, hs, errs)
+    theirs = notebook_loop.backward(model, xs, hs, errs)
     for layer in ("W1", "W2"):
         assert relative_error(ours[layer], theirs[layer]) <= 1e-14
 

@@ -7,7 +7,6 @@ from conftest import (
     ALL_OUTPUTS,
     assert_gradients_close,
     random_problem,
-    relative_error,
 )
 from sklearn_oracle import sklearn_backprop
 

@@ -14,8 +14,11 @@ LOOP_TILE_ROWS = 64
 BLAS_TILE_ROWS = 512
 #: A layer with at least this many weights runs its products on BLAS (measured on W3/W4).
 BLAS_MIN_WEIGHTS = 32768
+#: Once a plan runs on BLAS (and so serially), layers from this size go to BLAS too: a
+#: 256 x 10 product takes BLAS a fifth of the loops' time.
+BLAS_MIN_WEIGHTS_IN_BLAS_PLAN = 1024
 #: Below this many rows per thread a parallel region costs more than it saves.
-MIN_ROWS_PER_THREAD = 48
+MIN_ROWS_PER_THREAD = 16
 
 
 class FlatNetwork:
@@ -84,13 +87,16 @@ def plan(units, batch_rows, n_threads=None):
     """Choose BLAS or loops per layer, serial or parallel, and the tile size.
 
     Wide layers (at least ``BLAS_MIN_WEIGHTS`` weights) go to BLAS, which then uses the
-    threads itself; the rest run the fused loops, split across threads when each thread
-    gets at least ``MIN_ROWS_PER_THREAD`` rows. The thresholds come from the benchmark
-    sweeps in ``benchmarks/``.
+    threads itself, and so do the plan's mid-sized layers; otherwise the fused loops run,
+    split across threads when each thread gets at least ``MIN_ROWS_PER_THREAD`` rows.
+    The thresholds were measured on the workloads of ``benchmarks/workloads.py``.
     """
     n_threads = resolve_n_threads(n_threads)
     units = np.asarray(units)
-    use_blas = (units[:-1] * units[1:] >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16)
+    weights = units[:-1] * units[1:]
+    use_blas = (weights >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16)
+    if use_blas.any():
+        use_blas = weights >= BLAS_MIN_WEIGHTS_IN_BLAS_PLAN
     parallel = bool(
         n_threads > 1 and not use_blas.any() and batch_rows >= MIN_ROWS_PER_THREAD * n_threads
     )

@@ -23,7 +23,6 @@ from numba import njit
 
 from fastmlp.kernels._math import FASTMATH, activate_row, output_loss_and_delta, scale_by_derivative
 
-
 #: Layers with fewer outputs than this run their loops on transposed copies of W and of
 #: the gradient: a loop over 1 or 2 outputs cannot vectorize, one over the inputs can.
 NARROW_OUTPUTS = 8
@@ -191,13 +190,18 @@ def _backprop_narrow(D, WT, D_prev, rows):
 @njit(cache=True, fastmath=FASTMATH)
 def tile_gradient(
     X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, work, grad, scratch,
+    hidden, output, tile, work, grad, scratch, overwrite,
 ):
-    """Forward and backward over rows ``order[start:start + rows]``; add to ``grad``.
+    """Forward and backward over rows ``order[start:start + rows]``, gradient into ``grad``.
+
+    With ``overwrite`` the tile's gradient replaces what ``grad`` held (the first tile of a
+    chunk: no separate zeroing pass, and a BLAS product lands in place); otherwise it is
+    added.
 
     Given no targets (``Y`` with 0 rows) only the forward pass runs, and the output is
-    left in the workspace. ``grad`` receives the unnormalised sums ``A.T @ delta`` and ``delta.sum(0)``, with the
-    output error weighted by ``sample_weight`` (empty for unit weights). ``scratch`` holds a
+    left in the workspace. ``grad`` receives the unnormalised sums ``A.T @ delta`` and
+    ``delta.sum(0)``, with the output error weighted by ``sample_weight`` (empty for unit
+    weights). ``scratch`` holds a
     BLAS product before it is added to ``grad``. Returns the weighted sum of row losses.
     """
     t = theta.dtype.type
@@ -265,12 +269,22 @@ def tile_gradient(
             GT = _block(work, t_off[layer] + fan_in * fan_out, fan_out, fan_in)
         else:  # unused: wide layers have no transposed blocks
             WT = GT = _block(work, 0, 0, 0)
+        if overwrite:
+            for j in range(fan_out):
+                g[j] = 0
+            if not use_blas[layer]:
+                for k in range(fan_in):
+                    for j in range(fan_out):
+                        G[k, j] = 0
         if use_blas[layer]:
-            product = _block(scratch, 0, fan_in, fan_out)
-            np.dot(A_in[:rows].T, D[:rows], product)
-            for k in range(fan_in):
-                for j in range(fan_out):
-                    G[k, j] += product[k, j]
+            if overwrite:
+                np.dot(A_in[:rows].T, D[:rows], G)
+            else:
+                product = _block(scratch, 0, fan_in, fan_out)
+                np.dot(A_in[:rows].T, D[:rows], product)
+                for k in range(fan_in):
+                    for j in range(fan_out):
+                        G[k, j] += product[k, j]
             for i in range(rows):
                 for j in range(fan_out):
                     g[j] += D[i, j]
@@ -308,7 +322,7 @@ def forward_rows(X, theta, units, coef_off, int_off, use_blas, hidden, output, t
         rows = min(tile, n - start)
         tile_gradient(
             X, no_targets, no_weights, order, start, rows, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, work, theta, theta,
+            use_blas, hidden, output, tile, work, theta, theta, False,
         )
         for i in range(rows):
             for j in range(result.shape[1]):

@@ -92,7 +92,8 @@ def scale_by_derivative(code, z, a, delta):
         for j in range(n):
             x = z[j]
             th = np.tanh(c * (x + k * x * x * x))
-            delta[j] *= half * (one + th) + half * x * (one - th * th) * c * (one + three * k * x * x)
+            slope = half * x * (one - th * th) * c * (one + three * k * x * x)
+            delta[j] *= half * (one + th) + slope
     else:  # SILU
         for j in range(n):
             s = one / (one + np.exp(-z[j]))

@@ -23,14 +23,15 @@ def _chunk_gradient(
     X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
     hidden, output, tile, work, grad, scratch,
 ):
-    for p in range(grad.shape[0]):
-        grad[p] = 0
     loss = theta.dtype.type(0)
+    if start == stop:  # an empty chunk contributes nothing
+        for p in range(grad.shape[0]):
+            grad[p] = 0
     for tile_start in range(start, stop, tile):
         rows = min(tile, stop - tile_start)
         loss += tile_gradient(
             X, Y, sample_weight, order, tile_start, rows, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, work, grad, scratch,
+            use_blas, hidden, output, tile, work, grad, scratch, tile_start == start,
         )
     return loss
 
@@ -116,27 +117,42 @@ def weight_sum_of(sample_weight, order, start, stop, default):
 
 # No fastmath in the updates: they must round exactly as scikit-learn's NumPy code does.
 @njit(cache=True)
-def sgd_update(theta, grad, velocity, learning_rate, momentum, nesterov):
-    """scikit-learn's SGD with (Nesterov) momentum: v = mu v - lr g; theta += v (or mu v - lr g)."""
-    for p in range(theta.shape[0]):
-        v = momentum * velocity[p] - learning_rate * grad[p]
-        velocity[p] = v
-        if nesterov:
-            theta[p] += momentum * v - learning_rate * grad[p]
-        else:
-            theta[p] += v
+def finish_and_step(
+    theta, grad, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+):
+    """scikit-learn's gradient normalisation and one optimizer step, in one pass.
 
-
-@njit(cache=True)
-def adam_update(theta, grad, m, v, step_size, beta_1, beta_2, epsilon):
-    """scikit-learn's Adam, with the bias corrections folded into ``step_size``."""
+    Per parameter: ``g = (sum + alpha * w) / n`` (no alpha for intercepts), then SGD
+    (``state_1`` velocities; Nesterov or not) or Adam (``state_1``/``state_2`` moments,
+    ``step_size`` the bias-corrected rate). One pass over four arrays instead of three
+    passes: the update is bound by memory traffic. Returns the penalty of the loss,
+    ``0.5 * alpha * ||W||^2 / n``, from the weights before the step.
+    """
     t = theta.dtype.type
     one = t(1)
+    squared_norm = t(0)
     for p in range(theta.shape[0]):
-        g = grad[p]
-        m[p] = beta_1 * m[p] + (one - beta_1) * g
-        v[p] = beta_2 * v[p] + (one - beta_2) * (g * g)
-        theta[p] += -step_size * m[p] / (np.sqrt(v[p]) + epsilon)
+        w = theta[p]
+        if p < n_coef_params:
+            squared_norm += w * w
+            g = (grad[p] + alpha * w) / weight_sum
+        else:
+            g = grad[p] / weight_sum
+        if solver == SGD:
+            velocity = momentum * state_1[p] - learning_rate * g
+            state_1[p] = velocity
+            if nesterov:
+                theta[p] = w + (momentum * velocity - learning_rate * g)
+            else:
+                theta[p] = w + velocity
+        else:
+            m = beta_1 * state_1[p] + (one - beta_1) * g
+            v = beta_2 * state_2[p] + (one - beta_2) * (g * g)
+            state_1[p] = m
+            state_2[p] = v
+            theta[p] = w + -step_size * m / (np.sqrt(v) + epsilon)
+    return t(0.5) * alpha * squared_norm / weight_sum
 
 
 @njit(cache=True)
@@ -147,11 +163,8 @@ def _finish_batch(
     """Normalise a batch's gradient, take one optimizer step; return (batch loss, step)."""
     t = theta.dtype.type
     weight_sum = weight_sum_of(sample_weight, order, start, stop, t(stop - start))
-    penalty = finish_gradient(grad, theta, n_coef_params, alpha, weight_sum)
-    batch_loss = data_loss / weight_sum + penalty
-    if solver == SGD:
-        sgd_update(theta, grad, state_1, learning_rate, momentum, nesterov)
-    else:
+    step_size = t(0)
+    if solver == ADAM:
         adam_step += 1
         # As scikit-learn: the bias corrections in float64, the step in the data's dtype.
         step_size = t(
@@ -159,8 +172,11 @@ def _finish_batch(
             * np.sqrt(1.0 - float(beta_2) ** adam_step)
             / (1.0 - float(beta_1) ** adam_step)
         )
-        adam_update(theta, grad, state_1, state_2, step_size, beta_1, beta_2, epsilon)
-    return batch_loss, adam_step
+    penalty = finish_and_step(
+        theta, grad, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
+        momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+    )
+    return data_loss / weight_sum + penalty, adam_step
 
 
 # The two drivers below differ only in the batch gradient they call: one whole-epoch

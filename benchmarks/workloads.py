@@ -1,0 +1,340 @@
+"""The standard workloads W1-W5 and every implementation that can run them.
+
+One table drives the target script (``benchmarks/targets.py``) and the benchmark tests:
+``IMPLEMENTATIONS[name](workload, data)`` returns a callable that runs one unit of work
+(one gradient step for W1, one epoch otherwise) on the workload's data, already warmed
+up, or raises :class:`Unavailable` with the reason it cannot run.
+"""
+
+import os
+import warnings
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Unavailable(Exception):
+    """This implementation cannot run this workload (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Workload:
+    id: str
+    name: str
+    hidden: tuple
+    activation: str
+    solver: str  # "gd" (full batch, W1), "adam" or "sgd"
+    batch_size: int  # 0: the whole training set
+    learning_rate: float
+    alpha: float = 1e-4
+    momentum: float = 0.9
+    nesterov: bool = True
+    dtype: str = "float64"
+    unit: str = "epoch"
+    extra: dict = field(default_factory=dict)
+
+
+def _moons():
+    from fastmlp.cli import moons_data
+
+    X_train, _, y_train, _ = moons_data()
+    return X_train, y_train
+
+
+def _digits():
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    return X / 16.0, y
+
+
+def _wide():
+    from sklearn.datasets import make_classification
+
+    return make_classification(
+        n_samples=20000, n_features=784, n_informative=50, n_classes=10, random_state=0
+    )
+
+
+def _deep_narrow():
+    from sklearn.datasets import make_classification
+
+    return make_classification(
+        n_samples=10000, n_features=20, n_informative=10, n_classes=3, random_state=0
+    )
+
+
+DATASETS = {"moons": _moons, "digits": _digits, "wide": _wide, "deep-narrow": _deep_narrow}
+
+WORKLOADS = {
+    w.id: w
+    for w in [
+        Workload("W1", "moons-gd", (100,), "relu", "gd", 0, 0.1, alpha=0.0, unit="step",
+                 extra={"data": "moons"}),
+        Workload("W2", "moons-adam", (100,), "relu", "adam", 200, 1e-3, extra={"data": "moons"}),
+        Workload("W3", "digits", (256, 128), "relu", "adam", 200, 1e-3, extra={"data": "digits"}),
+        Workload("W4-float64", "wide", (256,), "relu", "adam", 200, 1e-3,
+                 extra={"data": "wide"}),
+        Workload("W4-float32", "wide", (256,), "relu", "adam", 200, 1e-3, dtype="float32",
+                 extra={"data": "wide"}),
+        Workload("W5", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd", 32, 1e-3,
+                 extra={"data": "deep-narrow"}),
+    ]
+}
+
+
+def load(workload):
+    """The workload's training data in its dtype: X and integer labels."""
+    X, y = DATASETS[workload.extra["data"]]()
+    return np.ascontiguousarray(X, dtype=workload.dtype), np.asarray(y)
+
+
+def output_layer(y):
+    """scikit-learn's output for these labels: (n_outputs, output function, targets)."""
+    classes = np.unique(y)
+    if len(classes) == 2:
+        return 1, "logistic", (y == classes[1]).astype(float).reshape(-1, 1)
+    return len(classes), "softmax", np.eye(len(classes))[np.searchsorted(classes, y)]
+
+
+def network_units(workload, X, y):
+    if workload.solver == "gd":  # the notebook's network: two softmax outputs
+        return [X.shape[1], *workload.hidden, len(np.unique(y))]
+    return [X.shape[1], *workload.hidden, output_layer(y)[0]]
+
+
+def useful_flops(workload, X, y):
+    """Multiply-adds x 2 of one unit of work: forward, weight gradients, and backprop
+    into every layer but the input."""
+    units = network_units(workload, X, y)
+    sizes = [a * b for a, b in zip(units[:-1], units[1:])]
+    return 2 * X.shape[0] * (2 * sum(sizes) + sum(sizes[1:]))
+
+
+def init_params(units, dtype, seed=0):
+    """Glorot-uniform weights as scikit-learn draws them (relu/tanh factor 6)."""
+    rng = np.random.RandomState(seed)
+    coefs, intercepts = [], []
+    for fan_in, fan_out in zip(units[:-1], units[1:]):
+        bound = np.sqrt(6.0 / (fan_in + fan_out))
+        coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
+        intercepts.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
+    return coefs, intercepts
+
+
+# --- implementations -----------------------------------------------------------------
+
+
+def _notebook_model(workload, X, y):
+    from fastmlp import notebook
+
+    np.random.seed(0)
+    return notebook.init_weights(
+        workload.hidden[0], n_feature=X.shape[1], n_class=len(np.unique(y))
+    )
+
+
+def notebook_loop(workload, data):
+    """The notebook's per-example algorithm (W1 only)."""
+    if workload.solver != "gd":
+        raise Unavailable("the notebook's loop only does full-batch gradient ascent (W1)")
+    from benchmarks import notebook_loop as loop
+
+    X, y = data
+    state = {"model": _notebook_model(workload, X, y)}
+
+    def step():
+        state["model"] = loop.gradient_step(state["model"], X, y, workload.learning_rate)
+
+    return step
+
+
+def _fastmlp_notebook(backend):
+    def make(workload, data):
+        from fastmlp import notebook
+
+        X, y = data
+        state = {"model": _notebook_model(workload, X, y)}
+
+        def step():
+            state["model"] = notebook.gradient_step(
+                state["model"], X, y, workload.learning_rate, backend=backend
+            )
+
+        step()
+        return step
+
+    return make
+
+
+def numpy_reference(workload, data):
+    """fastmlp's NumPy reference engine: scikit-learn's training loop, batch by batch."""
+    if workload.solver == "gd":
+        return _fastmlp_notebook("numpy")(workload, data)
+    from fastmlp import optim, reference
+
+    X, y = data
+    units = network_units(workload, X, y)
+    _, output, Y = output_layer(y)
+    Y = Y.astype(workload.dtype)
+    coefs, intercepts = init_params(units, workload.dtype)
+    params = coefs + intercepts
+    if workload.solver == "adam":
+        optimizer = optim.Adam(params, workload.learning_rate)
+    else:
+        optimizer = optim.SGD(params, workload.learning_rate, "constant", workload.momentum,
+                              workload.nesterov)
+    rng = np.random.RandomState(0)
+
+    def epoch():
+        order = rng.permutation(X.shape[0])
+        reference.train_epoch(coefs, intercepts, X, Y, order, workload.batch_size, optimizer,
+                              workload.activation, output, workload.alpha)
+
+    return epoch
+
+
+def numba_engine(workload, data):
+    """fastmlp's Numba engine: whole-epoch kernels (W1: the notebook's gradient_step)."""
+    if workload.solver == "gd":
+        return _fastmlp_notebook("numba")(workload, data)
+    from fastmlp.kernels import FlatNetwork, Trainer
+
+    X, y = data
+    units = network_units(workload, X, y)
+    _, output, Y = output_layer(y)
+    coefs, intercepts = init_params(units, workload.dtype)
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    trainer = Trainer(
+        network, workload.activation, output, solver=workload.solver, alpha=workload.alpha,
+        batch_size=workload.batch_size, momentum=workload.momentum, nesterov=workload.nesterov,
+    )
+    Xc, Yc, no_weights = trainer.prepare(X, Y)
+    rng = np.random.RandomState(0)
+
+    def epoch():
+        order = rng.permutation(X.shape[0]).astype(np.int64)
+        trainer.run_epochs(Xc, Yc, no_weights, order, workload.learning_rate)
+
+    epoch()
+    return epoch
+
+
+def numba_loss_and_gradients(workload, data):
+    """W1 through ``loss_and_gradients(backend="numba")`` plus the update in NumPy."""
+    if workload.solver != "gd":
+        raise Unavailable("measured for W1 only")
+    import fastmlp
+
+    X, y = data
+    units = network_units(workload, X, y)
+    coefs, intercepts = init_params(units, workload.dtype)
+    Y = np.eye(units[-1])[y]
+
+    def step():
+        _, coef_grads, intercept_grads = fastmlp.loss_and_gradients(
+            coefs, intercepts, X, Y, backend="numba"
+        )
+        for param, grad in zip(coefs + intercepts, coef_grads + intercept_grads):
+            param -= workload.learning_rate * grad
+
+    step()
+    return step
+
+
+def sklearn_mlp(workload, data):
+    """scikit-learn's MLPClassifier, one ``partial_fit`` epoch per call."""
+    if workload.solver == "gd":
+        raise Unavailable("scikit-learn has no full-batch gradient ascent of this network")
+    from sklearn.neural_network import MLPClassifier
+
+    X, y = data
+    model = MLPClassifier(
+        hidden_layer_sizes=workload.hidden, activation=workload.activation,
+        solver=workload.solver, alpha=workload.alpha, batch_size=workload.batch_size,
+        learning_rate_init=workload.learning_rate, momentum=workload.momentum,
+        nesterovs_momentum=workload.nesterov, random_state=0, shuffle=True,
+    )
+    classes = np.unique(y)
+
+    def epoch():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.partial_fit(X, y, classes=classes)
+
+    epoch()
+    return epoch
+
+
+def pytorch(workload, data):
+    """PyTorch on the CPU: the same network, optimizer settings and batch size."""
+    try:
+        import torch
+    except ImportError:
+        raise Unavailable("PyTorch is not installed (pip install torch)") from None
+
+    torch.set_num_threads(os.cpu_count() or 1)
+    X, y = data
+    units = network_units(workload, X, y)
+    dtype = torch.float32 if workload.dtype == "float32" else torch.float64
+    activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
+    layers = []
+    for i, (fan_in, fan_out) in enumerate(zip(units[:-1], units[1:])):
+        layers.append(torch.nn.Linear(fan_in, fan_out))
+        if i < len(units) - 2:
+            layers.append(activations[workload.activation]())
+    model = torch.nn.Sequential(*layers).to(dtype)
+    Xt = torch.from_numpy(np.ascontiguousarray(X))
+    if units[-1] == 1:
+        loss_fn = torch.nn.BCEWithLogitsLoss()
+        yt = torch.from_numpy((y == np.unique(y)[1]).astype(X.dtype)).reshape(-1, 1)
+    else:
+        loss_fn = torch.nn.CrossEntropyLoss()
+        yt = torch.from_numpy(np.searchsorted(np.unique(y), y))
+    batch = workload.batch_size or X.shape[0]
+    # scikit-learn's alpha * W / n_batch on the weights, as torch weight decay.
+    decay = workload.alpha / batch
+    weights = [p for n, p in model.named_parameters() if n.endswith("weight")]
+    biases = [p for n, p in model.named_parameters() if n.endswith("bias")]
+    groups = [{"params": weights, "weight_decay": decay}, {"params": biases, "weight_decay": 0}]
+    if workload.solver == "adam":
+        optimizer = torch.optim.Adam(groups, lr=workload.learning_rate)
+    elif workload.solver == "sgd":
+        optimizer = torch.optim.SGD(groups, lr=workload.learning_rate,
+                                    momentum=workload.momentum, nesterov=workload.nesterov)
+    else:
+        optimizer = torch.optim.SGD(groups, lr=workload.learning_rate)
+    generator = torch.Generator().manual_seed(0)
+    n = Xt.shape[0]
+
+    def epoch():
+        order = torch.randperm(n, generator=generator) if workload.batch_size else None
+        for start in range(0, n, batch):
+            rows = order[start : start + batch] if order is not None else slice(None)
+            optimizer.zero_grad(set_to_none=True)
+            loss = loss_fn(model(Xt[rows]), yt[rows])
+            loss.backward()
+            optimizer.step()
+
+    epoch()
+    return epoch
+
+
+IMPLEMENTATIONS = {
+    "notebook loop": notebook_loop,
+    "numpy reference": numpy_reference,
+    "numba": numba_engine,
+    "numba loss_and_gradients": numba_loss_and_gradients,
+    "scikit-learn": sklearn_mlp,
+    "pytorch": pytorch,
+}
+
+#: Targets of WORKLOADS.md: (workload, baseline implementation, minimum ratio).
+TARGETS = [
+    ("W1", "notebook loop", 300), ("W1", "numpy reference", 20), ("W1", "pytorch", 10),
+    ("W2", "scikit-learn", 20), ("W2", "pytorch", 20),
+    ("W3", "scikit-learn", 3), ("W3", "pytorch", 2),
+    ("W4-float64", "scikit-learn", 2), ("W4-float64", "pytorch", 1.1),
+    ("W4-float32", "pytorch", 1.1),
+    ("W5", "scikit-learn", 5), ("W5", "pytorch", 5),
+]
