@@ -242,11 +242,14 @@ def numba_loss_and_gradients(workload, data):
     return step
 
 
-def sklearn_mlp(workload, data):
+def sklearn_mlp(workload, data, estimator=None):
     """scikit-learn's MLPClassifier, one ``partial_fit`` epoch per call."""
     if workload.solver == "gd":
         raise Unavailable("scikit-learn has no full-batch gradient ascent of this network")
-    from sklearn.neural_network import MLPClassifier
+    if estimator is None:
+        from sklearn.neural_network import MLPClassifier
+    else:
+        MLPClassifier = estimator
 
     X, y = data
     model = MLPClassifier(
@@ -264,6 +267,16 @@ def sklearn_mlp(workload, data):
 
     epoch()
     return epoch
+
+
+def fastmlp_estimator(workload, data):
+    """fastmlp's MLPClassifier (Numba engine), one ``partial_fit`` epoch per call, as
+    scikit-learn's is run: input validation and all."""
+    if workload.solver == "gd":
+        raise Unavailable("the estimators do not do full-batch gradient ascent (W1)")
+    from fastmlp import MLPClassifier
+
+    return sklearn_mlp(workload, data, estimator=MLPClassifier)
 
 
 def pytorch(workload, data):
@@ -325,6 +338,7 @@ IMPLEMENTATIONS = {
     "numpy reference": numpy_reference,
     "numba": numba_engine,
     "numba loss_and_gradients": numba_loss_and_gradients,
+    "fastmlp MLPClassifier": fastmlp_estimator,
     "scikit-learn": sklearn_mlp,
     "pytorch": pytorch,
 }

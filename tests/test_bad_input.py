@@ -1,5 +1,7 @@
 """Bad input gets a clear ValueError, and nothing the caller passed in is modified."""
 
+import warnings
+
 import numpy as np
 import pytest
 from conftest import random_problem
@@ -116,3 +118,112 @@ def test_notebook_leaves_inputs_alone(rng):
         np.testing.assert_array_equal(model[key], originals[key])
     np.testing.assert_array_equal(X, X_before)
     np.testing.assert_array_equal(y, y_before)
+
+
+# --- the estimators: scikit-learn's errors and messages -----------------------------------
+
+
+def _message(call):
+    try:
+        call()
+    except Exception as error:  # the type and text are what is compared
+        return type(error), str(error)
+    return None, None
+
+
+def _estimator_pairs():
+    from sklearn import neural_network as sk
+
+    from fastmlp import MLPClassifier, MLPRegressor
+
+    return [(MLPClassifier, sk.MLPClassifier), (MLPRegressor, sk.MLPRegressor)]
+
+
+@pytest.mark.parametrize("pair", [0, 1], ids=["classifier", "regressor"])
+def test_estimators_raise_sklearns_errors(pair, rng):
+    ours_cls, theirs_cls = _estimator_pairs()[pair]
+    X = rng.standard_normal((40, 3))
+    y = rng.integers(0, 3, 40)
+    X_nan, X_inf = X.copy(), X.copy()
+    X_nan[3, 1] = np.nan
+    X_inf[5, 0] = np.inf
+    cases = {
+        "nan in X": lambda cls: cls(max_iter=2).fit(X_nan, y),
+        "inf in X": lambda cls: cls(max_iter=2).fit(X_inf, y),
+        "nan in y": lambda cls: cls(max_iter=2).fit(X, np.where(y == 1, np.nan, y)),
+        "negative alpha": lambda cls: cls(alpha=-1).fit(X, y),
+        "bad solver": lambda cls: cls(solver="newton").fit(X, y),
+        "zero hidden units": lambda cls: cls(hidden_layer_sizes=(4, 0)).fit(X, y),
+        "momentum above 1": lambda cls: cls(momentum=1.5).fit(X, y),
+        "batch_size 0": lambda cls: cls(batch_size=0).fit(X, y),
+        "validation_fraction 1": lambda cls: cls(validation_fraction=1.0).fit(X, y),
+        "wrong feature count at predict": lambda cls: cls(max_iter=2).fit(X, y).predict(X[:, :2]),
+        "predict before fit": lambda cls: cls().predict(X),
+        "sample_weight length": lambda cls: cls(max_iter=2).fit(X, y, sample_weight=np.ones(3)),
+        "tiny validation set": lambda cls: cls(early_stopping=True, validation_fraction=0.01,
+                                               max_iter=2).fit(X, y),
+        "partial_fit with early stopping": lambda cls: (
+            cls(early_stopping=True).partial_fit(X, y, classes=[0, 1, 2])
+            if cls.__name__ == "MLPClassifier" else cls(early_stopping=True).partial_fit(X, y)
+        ),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, case in cases.items():
+            ours_type, ours_text = _message(lambda case=case: case(ours_cls))
+            theirs_type, theirs_text = _message(lambda case=case: case(theirs_cls))
+            assert theirs_type is not None, name
+            assert ours_type is theirs_type, (name, ours_text, theirs_text)
+            assert ours_text == theirs_text, name
+    # fastmlp accepts more activations, so only the option set differs from scikit-learn's.
+    with pytest.raises(ValueError, match=(
+        rf"The 'activation' parameter of {ours_cls.__name__} must be a str among .*'gelu'.*"
+        r"Got 'softplus' instead.")):
+        ours_cls(activation="softplus").fit(X, y)
+
+
+def test_classifier_partial_fit_errors_are_sklearns(rng):
+    ours_cls, theirs_cls = _estimator_pairs()[0]
+    X, y = rng.standard_normal((30, 3)), rng.integers(0, 2, 30)
+    cases = {
+        "no classes on first call": lambda m: m.partial_fit(X, y),
+        "unseen label": lambda m: m.partial_fit(X, y, classes=[0, 1]).partial_fit(X, y + 2),
+        "other classes later": lambda m: m.partial_fit(X, y, classes=[0, 1]).partial_fit(
+            X, y, classes=[0, 1, 2]),
+        "lbfgs has no partial_fit": lambda m: m.set_params(solver="lbfgs").partial_fit(X, y),
+        "warm start with new classes": lambda m: m.set_params(warm_start=True, max_iter=2)
+        .fit(X, y).fit(X, y + 1),
+    }
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, case in cases.items():
+            ours = _message(lambda case=case: case(ours_cls()))
+            theirs = _message(lambda case=case: case(theirs_cls()))
+            assert theirs[0] is not None, name
+            assert ours == theirs, name
+
+
+def test_estimators_leave_inputs_alone(rng):
+    from fastmlp import MLPClassifier
+
+    X = rng.standard_normal((50, 4))
+    y = rng.integers(0, 2, 50)
+    weights = rng.uniform(0.5, 2, 50)
+    originals = [X.copy(), y.copy(), weights.copy()]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MLPClassifier(max_iter=3, early_stopping=True).fit(X, y, sample_weight=weights)
+        model.predict_proba(X)
+    for before, after in zip(originals, [X, y, weights]):
+        np.testing.assert_array_equal(before, after)
+
+
+def test_huge_inputs_give_sklearns_non_finite_error():
+    from fastmlp import MLPRegressor
+
+    X = np.full((20, 2), 1e300)
+    y = np.full(20, 1e300)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with pytest.raises(ValueError, match="non-finite parameter weights"):
+            MLPRegressor(max_iter=2, solver="sgd").fit(X, y)

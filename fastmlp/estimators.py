@@ -1,0 +1,641 @@
+"""MLPClassifier and MLPRegressor: scikit-learn's estimators, on fastmlp's engines.
+
+Same parameters, defaults, fitted attributes, random-state consumption, stopping rules,
+warnings and error messages as ``sklearn.neural_network`` (read alongside
+``sklearn/neural_network/_multilayer_perceptron.py``), so that with the same settings and
+``random_state`` a fit gives scikit-learn's weights. Added:
+
+* ``backend="numba"`` (default) or ``"numpy"`` (the reference engine), ``n_threads``;
+* ``progress=True``: a progress bar over epochs with the current loss;
+* activations ``leaky_relu``, ``gelu`` (tanh form) and ``silu``;
+* ``validation_loss_curve_`` when ``early_stopping`` is on.
+
+Sparse X is accepted and densified for the engines.
+"""
+
+import warnings
+from numbers import Integral, Real
+
+import numpy as np
+import scipy.optimize
+import scipy.sparse
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.metrics import accuracy_score, r2_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils._param_validation import Interval, Options, StrOptions
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+
+from fastmlp import reference
+from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
+from fastmlp.activations import HIDDEN_ACTIVATIONS
+
+_STOCHASTIC_SOLVERS = ("sgd", "adam")
+
+
+class _BaseMLP(BaseEstimator):
+    """Shared fitting logic of MLPClassifier and MLPRegressor."""
+
+    _parameter_constraints: dict = {
+        "hidden_layer_sizes": ["array-like", Interval(Integral, 1, None, closed="left")],
+        "activation": [StrOptions(set(HIDDEN_ACTIVATIONS))],
+        "solver": [StrOptions({"lbfgs", "sgd", "adam"})],
+        "alpha": [Interval(Real, 0, None, closed="left")],
+        "batch_size": [StrOptions({"auto"}), Interval(Integral, 1, None, closed="left")],
+        "learning_rate": [StrOptions({"constant", "invscaling", "adaptive"})],
+        "learning_rate_init": [Interval(Real, 0, None, closed="neither")],
+        "power_t": [Interval(Real, 0, None, closed="left")],
+        "max_iter": [Interval(Integral, 1, None, closed="left")],
+        "shuffle": ["boolean"],
+        "random_state": ["random_state"],
+        "tol": [Interval(Real, 0, None, closed="left")],
+        "verbose": ["verbose"],
+        "warm_start": ["boolean"],
+        "momentum": [Interval(Real, 0, 1, closed="both")],
+        "nesterovs_momentum": ["boolean"],
+        "early_stopping": ["boolean"],
+        "validation_fraction": [Interval(Real, 0, 1, closed="left")],
+        "beta_1": [Interval(Real, 0, 1, closed="left")],
+        "beta_2": [Interval(Real, 0, 1, closed="left")],
+        "epsilon": [Interval(Real, 0, None, closed="neither")],
+        "n_iter_no_change": [
+            Interval(Integral, 1, None, closed="left"),
+            Options(Real, {np.inf}),
+        ],
+        "max_fun": [Interval(Integral, 1, None, closed="left")],
+        "backend": [StrOptions({"numba", "numpy"})],
+        "n_threads": [None, Interval(Integral, None, None, closed="neither")],
+        "progress": ["boolean"],
+    }
+
+    # --- fitting ------------------------------------------------------------------------
+
+    def _fit(self, X, y, sample_weight=None, incremental=False):
+        self._validate_params()
+        if self.n_threads == 0:
+            raise ValueError("n_threads must be a non-zero integer or None, got 0.")
+        hidden_layer_sizes = self.hidden_layer_sizes
+        if not hasattr(hidden_layer_sizes, "__iter__"):
+            hidden_layer_sizes = [hidden_layer_sizes]
+        hidden_layer_sizes = list(hidden_layer_sizes)
+        if np.any(np.array(hidden_layer_sizes) <= 0):
+            raise ValueError(f"hidden_layer_sizes must be > 0, got {hidden_layer_sizes}.")
+        first_pass = not hasattr(self, "coefs_") or (not self.warm_start and not incremental)
+
+        X, y = self._validate_input(X, y, incremental, reset=first_pass)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X)
+        if y.ndim == 1:
+            y = y.reshape((-1, 1))
+        self.n_outputs_ = y.shape[1]
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
+        self._random_state = check_random_state(self.random_state)
+        if first_pass:
+            self._initialize(y, layer_units, X.dtype)
+        # The engines work on dense rows.
+        if scipy.sparse.issparse(X):
+            X = X.toarray()
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self._fit_stochastic(X, y, sample_weight, layer_units, incremental)
+        else:
+            self._fit_lbfgs(X, y, sample_weight, layer_units)
+
+        if not all(np.isfinite(w).all() for w in self.coefs_ + self.intercepts_):
+            raise ValueError(
+                "Solver produced non-finite parameter weights. The input data may"
+                " contain large values and need to be preprocessed."
+            )
+        return self
+
+    def _initialize(self, y, layer_units, dtype):
+        self.n_iter_ = 0
+        self.t_ = 0
+        self.n_outputs_ = y.shape[1]
+        self.n_layers_ = len(layer_units)
+        if not is_classifier(self):
+            self.out_activation_ = "exp" if self.loss == "poisson" else "identity"
+        elif self._label_binarizer.y_type_ == "multiclass":
+            self.out_activation_ = "softmax"
+        else:
+            self.out_activation_ = "logistic"
+
+        # Glorot-uniform weights, drawn from the random state in scikit-learn's order.
+        self.coefs_, self.intercepts_ = [], []
+        factor = 2.0 if self.activation == "logistic" else 6.0
+        for fan_in, fan_out in zip(layer_units[:-1], layer_units[1:]):
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            coef = self._random_state.uniform(-bound, bound, (fan_in, fan_out))
+            intercept = self._random_state.uniform(-bound, bound, fan_out)
+            self.coefs_.append(coef.astype(dtype, copy=False))
+            self.intercepts_.append(intercept.astype(dtype, copy=False))
+        self._best_coefs = [c.copy() for c in self.coefs_]
+        self._best_intercepts = [b.copy() for b in self.intercepts_]
+
+        if self.solver in _STOCHASTIC_SOLVERS:
+            self.loss_curve_ = []
+            self._no_improvement_count = 0
+            if self.early_stopping:
+                self.validation_scores_ = []
+                self.validation_loss_curve_ = []
+                self.best_validation_score_ = -np.inf
+                self.best_loss_ = None
+            else:
+                self.best_loss_ = np.inf
+                self.validation_scores_ = None
+                self.best_validation_score_ = None
+
+    def _solver_settings(self):
+        return {
+            name: getattr(self, name)
+            for name in ("learning_rate_init", "learning_rate", "momentum",
+                         "nesterovs_momentum", "power_t", "beta_1", "beta_2", "epsilon")
+        }
+
+    def _batch_size(self, n_samples):
+        if self.batch_size == "auto":
+            return min(200, n_samples)
+        if self.batch_size > n_samples:
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. It is going to be "
+                "clipped",
+                stacklevel=4,
+            )
+        return int(np.clip(self.batch_size, 1, n_samples))
+
+    def _split_validation(self, X, y, sample_weight):
+        """scikit-learn's validation split: same random draws, stratified for one output."""
+        stratify = y if is_classifier(self) and self.n_outputs_ == 1 else None
+        if sample_weight is None:
+            X_train, X_val, y_train, y_val = train_test_split(
+                X, y, random_state=self._random_state, test_size=self.validation_fraction,
+                stratify=stratify,
+            )
+            sw_train = sw_val = None
+        else:
+            X_train, X_val, y_train, y_val, sw_train, sw_val = train_test_split(
+                X, y, sample_weight, random_state=self._random_state,
+                test_size=self.validation_fraction, stratify=stratify,
+            )
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase 'validation_fraction' "
+                "or the size of your dataset."
+            )
+        y_val_targets = y_val
+        if is_classifier(self):
+            y_val = self._label_binarizer.inverse_transform(y_val)
+        return X_train, X_val, y_train, y_val, y_val_targets, sw_train, sw_val
+
+    def _fit_stochastic(self, X, y, sample_weight, layer_units, incremental):
+        if self.early_stopping and incremental:
+            raise ValueError("partial_fit does not support early_stopping=True")
+        early_stopping = self.early_stopping
+        if early_stopping:
+            X_train, X_val, y_train, y_val, y_val_targets, sw_train, sw_val = (
+                self._split_validation(X, y, sample_weight)
+            )
+        else:
+            X_train, y_train, sw_train = X, y, sample_weight
+            X_val = y_val = y_val_targets = sw_val = None
+
+        n_samples = X_train.shape[0]
+        batch_size = self._batch_size(n_samples)
+        if not incremental or not hasattr(self, "_optimizer"):
+            self._optimizer = StochasticSolver(
+                self.backend, self.coefs_, self.intercepts_, self.activation,
+                self.out_activation_, self.solver, self._solver_settings(), self.alpha,
+                batch_size, self.n_threads,
+            )
+        solver = self._optimizer
+        solver.set_weights(self.coefs_, self.intercepts_)
+        solver.set_batch_size(batch_size)
+        X_epoch, Y_epoch, sw_epoch = solver.prepare(X_train, y_train, sw_train)
+        sample_idx = np.arange(n_samples, dtype=int)
+        epochs = self._epoch_range()
+        try:
+            self.n_iter_ = 0
+            for _ in epochs:
+                if self.shuffle:
+                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                self.loss_ = solver.run_epoch(X_epoch, Y_epoch, sw_epoch, sample_idx)
+                self.coefs_, self.intercepts_ = solver.coefs, solver.intercepts
+                self.n_iter_ += 1
+                self.t_ += n_samples
+                self.loss_curve_.append(self.loss_)
+                if self.progress:
+                    epochs.set_postfix(loss=f"{self.loss_:.6g}")
+                if self.verbose:
+                    print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
+
+                if early_stopping:
+                    self.validation_loss_curve_.append(
+                        self._validation_loss(X_val, y_val_targets, sw_val)
+                    )
+                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                solver.schedule.iteration_ends(self.t_)
+
+                if self._no_improvement_count > self.n_iter_no_change:
+                    if early_stopping:
+                        msg = (
+                            f"Validation score did not improve more than tol={self.tol:f} "
+                            f"for {self.n_iter_no_change:d} consecutive epochs."
+                        )
+                    else:
+                        msg = (
+                            f"Training loss did not improve more than tol={self.tol:f} "
+                            f"for {self.n_iter_no_change:d} consecutive epochs."
+                        )
+                    if solver.schedule.trigger_stopping(msg, self.verbose):
+                        break
+                    self._no_improvement_count = 0
+
+                if incremental:
+                    break
+                if self.n_iter_ == self.max_iter:
+                    warnings.warn(
+                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
+                        "reached and the optimization hasn't converged yet.",
+                        ConvergenceWarning,
+                        stacklevel=4,
+                    )
+        except KeyboardInterrupt:
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        finally:
+            if self.progress:
+                epochs.close()
+        # The solver's arrays are updated in place by later fits: hand out copies.
+        self.coefs_ = [c.copy() for c in solver.coefs]
+        self.intercepts_ = [b.copy() for b in solver.intercepts]
+        if early_stopping:
+            self.coefs_ = self._best_coefs
+            self.intercepts_ = self._best_intercepts
+
+    def _epoch_range(self):
+        if not self.progress:
+            return range(self.max_iter)
+        from tqdm.auto import tqdm
+
+        return tqdm(range(self.max_iter), desc=type(self).__name__, unit="epoch")
+
+    def _validation_loss(self, X_val, Y_val, sample_weight):
+        """The training loss (data term plus penalty) on the validation set."""
+        dense = X_val.toarray() if scipy.sparse.issparse(X_val) else X_val
+        y_out = forward(self.backend, self.coefs_, self.intercepts_, dense, self.activation,
+                        self.out_activation_)
+        Y = np.asarray(Y_val, dtype=y_out.dtype)
+        data = reference.loss(y_out, Y, self.out_activation_, sample_weight)
+        n = dense.shape[0] if sample_weight is None else np.sum(sample_weight)
+        penalty = 0.5 * self.alpha * sum(np.dot(c.ravel(), c.ravel()) for c in self.coefs_) / n
+        return float(data + penalty)
+
+    def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
+        if early_stopping:
+            score = self._score(X, y, sample_weight=sample_weight)
+            self.validation_scores_.append(score)
+            if self.verbose:
+                print(f"Validation score: {self.validation_scores_[-1]:f}")
+            last_score = self.validation_scores_[-1]
+            if last_score < (self.best_validation_score_ + self.tol):
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if last_score > self.best_validation_score_:
+                self.best_validation_score_ = last_score
+                self._best_coefs = [c.copy() for c in self.coefs_]
+                self._best_intercepts = [b.copy() for b in self.intercepts_]
+        else:
+            if self.loss_curve_[-1] > self.best_loss_ - self.tol:
+                self._no_improvement_count += 1
+            else:
+                self._no_improvement_count = 0
+            if self.loss_curve_[-1] < self.best_loss_:
+                self.best_loss_ = self.loss_curve_[-1]
+
+    def _fit_lbfgs(self, X, y, sample_weight, layer_units):
+        dtype = self.coefs_[0].dtype
+        objective, layout = lbfgs_objective(
+            self.backend, layer_units, dtype, X, y, sample_weight, self.activation,
+            self.out_activation_, self.alpha, self.n_threads,
+        )
+        packed = np.hstack([a.ravel() for a in self.coefs_ + self.intercepts_])
+        result = scipy.optimize.minimize(
+            objective, packed, method="L-BFGS-B", jac=True,
+            options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
+        )
+        self.n_iter_ = min(result.nit, self.max_iter)
+        if result.status != 0:
+            message = (
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"(status={result.status}):\n{result.message}\n"
+            )
+            if self.n_iter_ == self.max_iter:
+                message += (
+                    "\nIncrease the number of iterations to improve the convergence "
+                    f"(max_iter={self.max_iter})."
+                )
+            warnings.warn(message, ConvergenceWarning, stacklevel=3)
+        self.loss_ = result.fun
+        layout.theta[:] = result.x
+        self.coefs_ = [c.copy() for c in layout.coefs]
+        self.intercepts_ = [b.copy() for b in layout.intercepts]
+
+    # --- prediction -----------------------------------------------------------------------
+
+    def _forward_pass_fast(self, X, check_input=True):
+        if check_input:
+            X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
+        if scipy.sparse.issparse(X):
+            X = X.toarray()
+        return forward(self.backend, self.coefs_, self.intercepts_, np.asarray(X),
+                       self.activation, self.out_activation_)
+
+    def _score_with_function(self, X, y, sample_weight, score_function):
+        y_pred = self._predict(X, check_input=False)
+        if np.issubdtype(y_pred.dtype, np.floating) and not np.isfinite(y_pred).all():
+            return np.nan
+        return score_function(y, y_pred, sample_weight=sample_weight)
+
+    def fit(self, X, y, sample_weight=None):
+        """Fit the model to data matrix X and target(s) y.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            float32 X trains in float32, anything else in float64.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : object
+        """
+        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+
+    def _check_solver(self):
+        if self.solver not in _STOCHASTIC_SOLVERS:
+            raise AttributeError(
+                "partial_fit is only available for stochastic optimizers. "
+                f"{self.solver} is not stochastic."
+            )
+        return True
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+class MLPClassifier(ClassifierMixin, _BaseMLP):
+    """Multi-layer perceptron classifier: scikit-learn's, on fastmlp's engines.
+
+    Takes every parameter of ``sklearn.neural_network.MLPClassifier`` with the same
+    default and meaning, and gives the same fitted model for the same ``random_state``.
+
+    Parameters
+    ----------
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
+    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in scikit-learn; ``activation`` also takes ``"leaky_relu"``, ``"gelu"`` and
+        ``"silu"``.
+    backend : {"numba", "numpy"}, default="numba"
+        The Numba engine, or the NumPy reference engine.
+    n_threads : int, default=None
+        Threads for the Numba engine (None: all of Numba's; negative: all but ``-1 - n``).
+    progress : bool, default=False
+        Show a progress bar over epochs with the current loss.
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
+    t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
+    n_outputs_, out_activation_
+        As in scikit-learn.
+    validation_loss_curve_ : list of float
+        With ``early_stopping``, the loss on the validation set after each epoch.
+    """
+
+    def __init__(
+        self, hidden_layer_sizes=(100,), activation="relu", *, solver="adam", alpha=0.0001,
+        batch_size="auto", learning_rate="constant", learning_rate_init=0.001, power_t=0.5,
+        max_iter=200, shuffle=True, random_state=None, tol=1e-4, verbose=False,
+        warm_start=False, momentum=0.9, nesterovs_momentum=True, early_stopping=False,
+        validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
+        max_fun=15000, backend="numba", n_threads=None, progress=False,
+    ):
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.backend = backend
+        self.n_threads = n_threads
+        self.progress = progress
+
+    loss = "log_loss"
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
+            self._label_binarizer = LabelBinarizer()
+            self._label_binarizer.fit(y)
+            self.classes_ = self._label_binarizer.classes_
+        else:
+            classes = unique_labels(y)
+            if self.warm_start:
+                if set(classes) != set(self.classes_):
+                    raise ValueError(
+                        "warm_start can only be used where `y` has the same classes as in "
+                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
+                        f"{classes}"
+                    )
+            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
+                raise ValueError(
+                    "`y` has classes not in `self.classes_`. "
+                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
+                )
+        y = self._label_binarizer.transform(y).astype(bool)
+        return X, y
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron classifier.
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        return self._label_binarizer.inverse_transform(y_pred)
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, accuracy_score)
+
+    @available_if(lambda est: est._check_solver())
+    def partial_fit(self, X, y, sample_weight=None, classes=None):
+        """Update the model with a single iteration over the given data.
+
+        ``classes`` (all classes across calls) is required on the first call.
+        """
+        if _first_partial_fit_call(self, classes):
+            self._label_binarizer = LabelBinarizer()
+            if type_of_target(y).startswith("multilabel"):
+                self._label_binarizer.fit(y)
+            else:
+                self._label_binarizer.fit(classes)
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+    def predict_log_proba(self, X):
+        """The log of ``predict_proba(X)``."""
+        y_prob = self.predict_proba(X)
+        return np.log(y_prob, out=y_prob)
+
+    def predict_proba(self, X):
+        """Probability estimates, shape (n_samples, n_classes), in ``classes_`` order."""
+        check_is_fitted(self)
+        y_pred = self._forward_pass_fast(X)
+        if self.n_outputs_ == 1:
+            y_pred = y_pred.ravel()
+        if y_pred.ndim == 1:
+            return np.vstack([1 - y_pred, y_pred]).T
+        return y_pred
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_label = True
+        return tags
+
+
+class MLPRegressor(RegressorMixin, _BaseMLP):
+    """Multi-layer perceptron regressor: scikit-learn's, on fastmlp's engines.
+
+    ``loss`` is ``"squared_error"`` (identity output) or ``"poisson"`` (exp output, needs
+    ``y >= 0``). Every other parameter and attribute is as in :class:`MLPClassifier`.
+    """
+
+    _parameter_constraints: dict = {
+        **_BaseMLP._parameter_constraints,
+        "loss": [StrOptions({"squared_error", "poisson"})],
+    }
+
+    def __init__(
+        self, loss="squared_error", hidden_layer_sizes=(100,), activation="relu", *,
+        solver="adam", alpha=0.0001, batch_size="auto", learning_rate="constant",
+        learning_rate_init=0.001, power_t=0.5, max_iter=200, shuffle=True, random_state=None,
+        tol=1e-4, verbose=False, warm_start=False, momentum=0.9, nesterovs_momentum=True,
+        early_stopping=False, validation_fraction=0.1, beta_1=0.9, beta_2=0.999,
+        epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", n_threads=None,
+        progress=False,
+    ):
+        self.loss = loss
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+        self.backend = backend
+        self.n_threads = n_threads
+        self.progress = progress
+
+    def predict(self, X):
+        """Predict using the multi-layer perceptron model: (n_samples,) or (n, n_outputs)."""
+        check_is_fitted(self)
+        return self._predict(X)
+
+    def _predict(self, X, check_input=True):
+        y_pred = self._forward_pass_fast(X, check_input=check_input)
+        if y_pred.shape[1] == 1:
+            return y_pred.ravel()
+        return y_pred
+
+    def _score(self, X, y, sample_weight=None):
+        return self._score_with_function(X, y, sample_weight, r2_score)
+
+    def _validate_input(self, X, y, incremental, reset):
+        X, y = validate_data(
+            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
+            dtype=(np.float64, np.float32), reset=reset,
+        )
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        if self.loss == "poisson" and np.any(y < 0):
+            raise ValueError(
+                "Some value(s) of y are negative which is not allowed for Poisson regression."
+            )
+        return X, y
+
+    # scikit-learn's regressor checks the solver lazily here (its partial_fit with lbfgs
+    # runs a full L-BFGS fit); kept for parity.
+    @available_if(lambda est: est._check_solver)
+    def partial_fit(self, X, y, sample_weight=None):
+        """Update the model with a single iteration over the given data."""
+        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _first_partial_fit_call(estimator, classes):
+    """scikit-learn's first-call logic for ``partial_fit(classes=...)``."""
+    if getattr(estimator, "classes_", None) is None and classes is None:
+        raise ValueError("classes must be passed on the first call to partial_fit.")
+    if classes is not None:
+        if getattr(estimator, "classes_", None) is not None:
+            if not np.array_equal(estimator.classes_, unique_labels(classes)):
+                raise ValueError(
+                    f"`classes={classes!r}` is not the same as on last call to "
+                    f"partial_fit, was: {estimator.classes_!r}"
+                )
+        else:
+            estimator.classes_ = unique_labels(classes)
+            return True
+    return False

@@ -1,0 +1,261 @@
+"""MLPClassifier / MLPRegressor give scikit-learn's results, on both engines."""
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse
+from sklearn import neural_network as sk
+from sklearn.datasets import load_digits, make_classification, make_regression
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.estimator_checks import check_sample_weight_equivalence_on_dense_data
+
+import fastmlp
+
+BACKENDS = ["numba", "numpy"]
+# Same operations, the numba engine summing in another order: float64 roundings that
+# 20 epochs of training amplify to ~1e-12 at most.
+PARITY_RTOL = 1e-6
+
+
+def max_relative_difference(ours, theirs):
+    return max(
+        np.max(np.abs(a - b)) / np.max(np.abs(b))
+        for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_)
+    )
+
+
+def fit_both(kind, X, y, sample_weight=None, backend="numba", **params):
+    ours_cls = fastmlp.MLPClassifier if kind == "classifier" else fastmlp.MLPRegressor
+    theirs_cls = sk.MLPClassifier if kind == "classifier" else sk.MLPRegressor
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = ours_cls(backend=backend, **params).fit(X, y, sample_weight=sample_weight)
+        theirs = theirs_cls(**params).fit(X, y, sample_weight=sample_weight)
+    return ours, theirs
+
+
+def assert_same_fit(ours, theirs, X):
+    assert max_relative_difference(ours, theirs) <= PARITY_RTOL
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_ if hasattr(theirs, "t_") else True
+    for name in ("n_layers_", "n_outputs_", "out_activation_", "n_features_in_"):
+        assert getattr(ours, name) == getattr(theirs, name)
+    if hasattr(theirs, "loss_curve_"):
+        np.testing.assert_allclose(ours.loss_curve_, theirs.loss_curve_, rtol=PARITY_RTOL)
+        assert ours.best_loss_ == pytest.approx(theirs.best_loss_, rel=PARITY_RTOL) if (
+            theirs.best_loss_ is not None) else ours.best_loss_ is None
+    if getattr(theirs, "validation_scores_", None) is not None:
+        np.testing.assert_allclose(ours.validation_scores_, theirs.validation_scores_)
+        assert ours.best_validation_score_ == pytest.approx(theirs.best_validation_score_)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=PARITY_RTOL)
+    if isinstance(ours, fastmlp.MLPClassifier):
+        np.testing.assert_array_equal(ours.predict(X), theirs.predict(X))
+    else:
+        np.testing.assert_allclose(ours.predict(X), theirs.predict(X), rtol=PARITY_RTOL)
+
+
+@pytest.fixture(scope="module")
+def three_classes():
+    return make_classification(300, 8, n_informative=5, n_classes=3, random_state=0)
+
+
+CLASSIFIER_SETTINGS = {
+    "adam": dict(solver="adam"),
+    "sgd nesterov": dict(solver="sgd", learning_rate_init=0.05),
+    "sgd invscaling": dict(solver="sgd", nesterovs_momentum=False, learning_rate="invscaling"),
+    "sgd adaptive": dict(solver="sgd", learning_rate="adaptive", tol=1e-2, n_iter_no_change=2),
+    "early stopping": dict(solver="adam", early_stopping=True, validation_fraction=0.2),
+    "no shuffle, batch 37": dict(solver="adam", shuffle=False, batch_size=37),
+    "tanh, alpha": dict(solver="adam", activation="tanh", alpha=0.1),
+    "logistic": dict(solver="sgd", activation="logistic", momentum=0.5),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("setting", sorted(CLASSIFIER_SETTINGS))
+def test_classifier_matches_sklearn(three_classes, backend, setting):
+    X, y = three_classes
+    ours, theirs = fit_both("classifier", X, y, backend=backend, hidden_layer_sizes=(16, 8),
+                            max_iter=20, random_state=1, **CLASSIFIER_SETTINGS[setting])
+    assert_same_fit(ours, theirs, X)
+    np.testing.assert_allclose(ours.predict_proba(X), theirs.predict_proba(X), rtol=1e-6,
+                               atol=1e-12)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_binary_string_labels_with_sample_weights(backend):
+    X, y = make_classification(250, 5, random_state=3)
+    labels = np.array(["no", "yes"])[y]
+    weights = np.random.default_rng(0).uniform(0.2, 3, len(y))
+    ours, theirs = fit_both("classifier", X, labels, weights, backend=backend,
+                            hidden_layer_sizes=(12,), max_iter=15, random_state=0)
+    assert_same_fit(ours, theirs, X)
+    assert ours.out_activation_ == "logistic" and list(ours.classes_) == ["no", "yes"]
+    np.testing.assert_allclose(ours.predict_log_proba(X), theirs.predict_log_proba(X),
+                               rtol=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_multilabel(backend):
+    X, _ = make_classification(200, 6, random_state=4)
+    Y = (np.random.default_rng(1).random((200, 3)) < 0.4).astype(int)
+    ours, theirs = fit_both("classifier", X, Y, backend=backend, hidden_layer_sizes=(10,),
+                            max_iter=15, random_state=2, early_stopping=True)
+    assert_same_fit(ours, theirs, X)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_early_stopping_with_sample_weights_digits(backend):
+    X, y = load_digits(return_X_y=True)
+    X = X[:600] / 16
+    weights = np.random.default_rng(2).uniform(0.5, 2, 600)
+    ours, theirs = fit_both("classifier", X, y[:600], weights, backend=backend,
+                            hidden_layer_sizes=(32,), max_iter=12, random_state=5,
+                            early_stopping=True, n_iter_no_change=3)
+    assert_same_fit(ours, theirs, X)
+    assert len(ours.validation_loss_curve_) == ours.n_iter_
+
+
+REGRESSOR_SETTINGS = {
+    "squared adam": dict(solver="adam"),
+    "squared sgd": dict(solver="sgd", learning_rate_init=1e-3),
+    "poisson adam": dict(solver="adam", loss="poisson"),
+    "early stopping": dict(solver="adam", early_stopping=True),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("setting", sorted(REGRESSOR_SETTINGS))
+def test_regressor_matches_sklearn(backend, setting):
+    X, y = make_regression(200, 6, n_targets=2, noise=1.0, random_state=0)
+    y = y / y.std()
+    params = REGRESSOR_SETTINGS[setting]
+    if params.get("loss") == "poisson":
+        y = np.abs(y)
+    ours, theirs = fit_both("regressor", X, y, backend=backend, hidden_layer_sizes=(12, 6),
+                            max_iter=20, random_state=3, **params)
+    assert_same_fit(ours, theirs, X)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_lbfgs_reaches_sklearn_loss(backend, kind, three_classes):
+    X, y = three_classes
+    ours, theirs = fit_both(kind, X, y, backend=backend, solver="lbfgs",
+                            hidden_layer_sizes=(10,), max_iter=50, random_state=0)
+    assert ours.loss_ == pytest.approx(theirs.loss_, rel=1e-6)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_partial_fit_matches_sklearn(backend, three_classes):
+    X, y = three_classes
+    ours = fastmlp.MLPClassifier(hidden_layer_sizes=(8,), random_state=0, backend=backend)
+    theirs = sk.MLPClassifier(hidden_layer_sizes=(8,), random_state=0)
+    for start in range(0, 300, 100):
+        ours.partial_fit(X[start:start + 100], y[start:start + 100], classes=[0, 1, 2])
+        theirs.partial_fit(X[start:start + 100], y[start:start + 100], classes=[0, 1, 2])
+    assert max_relative_difference(ours, theirs) <= PARITY_RTOL
+    assert ours.loss_curve_ == pytest.approx(theirs.loss_curve_, rel=PARITY_RTOL)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_warm_start_continues_like_sklearn(backend, three_classes):
+    X, y = three_classes
+    params = dict(hidden_layer_sizes=(8,), random_state=0, max_iter=5, warm_start=True)
+    ours = fastmlp.MLPClassifier(backend=backend, **params)
+    theirs = sk.MLPClassifier(**params)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(2):
+            ours.fit(X, y)
+            theirs.fit(X, y)
+    assert max_relative_difference(ours, theirs) <= PARITY_RTOL
+
+
+def test_float32_trains_in_float32(three_classes):
+    X, y = three_classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastmlp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+        model.fit(X.astype(np.float32), y)
+        reference = sk.MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, random_state=0)
+        reference.fit(X.astype(np.float32), y)
+    assert all(c.dtype == np.float32 for c in model.coefs_ + model.intercepts_)
+    assert model.predict_proba(X.astype(np.float32)).dtype == np.float32
+    # float32 roundings over 5 epochs of Adam
+    assert max_relative_difference(model, reference) <= 1e-4
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_sparse_input_gives_the_dense_result(backend, three_classes):
+    X, y = three_classes
+    X = np.where(np.abs(X) < 0.5, 0, X)
+    params = dict(hidden_layer_sizes=(8,), max_iter=5, random_state=0, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        dense = fastmlp.MLPClassifier(**params).fit(X, y)
+        for fmt in ("csr", "csc"):
+            X_sparse = scipy.sparse.csr_matrix(X).asformat(fmt)
+            sparse = fastmlp.MLPClassifier(**params).fit(X_sparse, y)
+            assert max_relative_difference(sparse, dense) == 0
+            np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
+                                          dense.predict_proba(X))
+
+
+@pytest.mark.parametrize("activation", ["leaky_relu", "gelu", "silu"])
+def test_extra_activations_agree_across_engines(activation, three_classes):
+    X, y = three_classes
+    params = dict(hidden_layer_sizes=(16, 8), activation=activation, max_iter=30,
+                  learning_rate_init=0.02, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fast = fastmlp.MLPClassifier(backend="numba", **params).fit(X, y)
+        ref = fastmlp.MLPClassifier(backend="numpy", **params).fit(X, y)
+    assert max_relative_difference(fast, ref) <= 1e-9
+    assert fast.score(X, y) > 0.75  # they learn
+
+
+def test_verbose_output_is_sklearns(three_classes, capsys):
+    X, y = three_classes
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, verbose=True,
+                  early_stopping=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fastmlp.MLPClassifier(**params).fit(X, y)
+        ours = capsys.readouterr().out
+        sk.MLPClassifier(**params).fit(X, y)
+        theirs = capsys.readouterr().out
+    assert ours == theirs and "Iteration 3, loss = " in ours
+
+
+def test_progress_bar_shows_epochs_and_loss(three_classes, capsys):
+    X, y = three_classes
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fastmlp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=4, progress=True).fit(X, y)
+    err = capsys.readouterr().err
+    assert "4/4" in err and "loss=" in err
+
+
+def test_convergence_warning_and_stopping_rule(three_classes):
+    X, y = three_classes
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):
+        fastmlp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3).fit(X, y)
+    params = dict(hidden_layer_sizes=(8,), max_iter=500, tol=0.5, n_iter_no_change=2,
+                  random_state=0)
+    model = fastmlp.MLPClassifier(**params).fit(X, y)
+    # The first epoch sets the best loss; no later one improves it by 0.5, and the
+    # count must exceed n_iter_no_change: 1 + 3 epochs, as scikit-learn.
+    assert model.n_iter_ == 4 == sk.MLPClassifier(**params).fit(X, y).n_iter_
+
+
+@pytest.mark.parametrize("kind", ["classifier", "regressor"])
+def test_sample_weight_equivalence_with_sklearns_settings(kind):
+    # scikit-learn runs this check on its MLPs with these settings (see its
+    # PER_ESTIMATOR_CHECK_PARAMS); the parametrize_with_checks run uses the defaults.
+    if kind == "classifier":
+        estimator = fastmlp.MLPClassifier(solver="lbfgs", max_iter=100)
+    else:
+        estimator = fastmlp.MLPRegressor(solver="sgd", tol=1e-2, random_state=42, max_iter=100)
+    check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
