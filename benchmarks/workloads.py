@@ -1,14 +1,16 @@
 """The standard workloads W1-W5 and every implementation that can run them.
 
-One table drives the target script (``benchmarks/targets.py``) and the benchmark tests:
-``IMPLEMENTATIONS[name](workload, data)`` returns a callable that runs one unit of work
-(one gradient step for W1, one epoch otherwise) on the workload's data, already warmed
-up, or raises :class:`Unavailable` with the reason it cannot run.
+One table drives the benchmark suites (``benchmarks/test_bench_*.py``), the equivalence
+smoke test, the target script and ``python -m fastmlp bench``:
+``IMPLEMENTATIONS[name](workload, data)`` returns a :class:`Runner` whose ``run()`` does one
+unit of work (one gradient step for W1, one epoch otherwise), already warmed up so compile
+time stays out, or raises :class:`Unavailable` with the reason it cannot run.
 """
 
 import os
 import warnings
 from dataclasses import dataclass, field
+from typing import Callable
 
 import numpy as np
 
@@ -21,6 +23,7 @@ class Unavailable(Exception):
 class Workload:
     id: str
     name: str
+    data: str
     hidden: tuple
     activation: str
     solver: str  # "gd" (full batch, W1), "adam" or "sgd"
@@ -31,7 +34,21 @@ class Workload:
     nesterov: bool = True
     dtype: str = "float64"
     unit: str = "epoch"
-    extra: dict = field(default_factory=dict)
+    group: str = field(default="")
+
+    def replace(self, **changes):
+        from dataclasses import replace
+
+        return replace(self, **changes)
+
+
+@dataclass
+class Runner:
+    """One implementation set up on one workload."""
+
+    run: Callable[[], None]  # one unit of work
+    predict: Callable[[np.ndarray], np.ndarray]  # class labels (indices) for rows of X
+    layer_shapes: list  # (fan_in, fan_out) of each layer
 
 
 def _moons():
@@ -69,23 +86,27 @@ DATASETS = {"moons": _moons, "digits": _digits, "wide": _wide, "deep-narrow": _d
 WORKLOADS = {
     w.id: w
     for w in [
-        Workload("W1", "moons-gd", (100,), "relu", "gd", 0, 0.1, alpha=0.0, unit="step",
-                 extra={"data": "moons"}),
-        Workload("W2", "moons-adam", (100,), "relu", "adam", 200, 1e-3, extra={"data": "moons"}),
-        Workload("W3", "digits", (256, 128), "relu", "adam", 200, 1e-3, extra={"data": "digits"}),
-        Workload("W4-float64", "wide", (256,), "relu", "adam", 200, 1e-3,
-                 extra={"data": "wide"}),
-        Workload("W4-float32", "wide", (256,), "relu", "adam", 200, 1e-3, dtype="float32",
-                 extra={"data": "wide"}),
-        Workload("W5", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd", 32, 1e-3,
-                 extra={"data": "deep-narrow"}),
+        Workload("W1", "moons-gd", "moons", (100,), "relu", "gd", 0, 0.1, alpha=0.0,
+                 unit="step"),
+        Workload("W2", "moons-adam", "moons", (100,), "relu", "adam", 200, 1e-3),
+        Workload("W3", "digits", "digits", (256, 128), "relu", "adam", 200, 1e-3),
+        Workload("W4-float64", "wide", "wide", (256,), "relu", "adam", 200, 1e-3),
+        Workload("W4-float32", "wide", "wide", (256,), "relu", "adam", 200, 1e-3,
+                 dtype="float32"),
+        Workload("W5", "deep-narrow", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd", 32,
+                 1e-3),
     ]
 }
 
 
-def load(workload):
-    """The workload's training data in its dtype: X and integer labels."""
-    X, y = DATASETS[workload.extra["data"]]()
+def load(workload, n_rows=None):
+    """The workload's training data in its dtype: X and integer labels.
+
+    ``n_rows`` keeps only the first rows (tiny versions for smoke tests).
+    """
+    X, y = DATASETS[workload.data]()
+    if n_rows is not None:
+        X, y = X[:n_rows], y[:n_rows]
     return np.ascontiguousarray(X, dtype=workload.dtype), np.asarray(y)
 
 
@@ -98,14 +119,14 @@ def output_layer(y):
 
 
 def network_units(workload, X, y):
-    if workload.solver == "gd":  # the notebook's network: two softmax outputs
+    if workload.solver == "gd":  # the notebook's network: one softmax output per class
         return [X.shape[1], *workload.hidden, len(np.unique(y))]
     return [X.shape[1], *workload.hidden, output_layer(y)[0]]
 
 
 def useful_flops(workload, X, y):
-    """Multiply-adds x 2 of one unit of work: forward, weight gradients, and backprop
-    into every layer but the input."""
+    """Floating-point operations of one unit of work: forward products, weight gradients
+    and backpropagation into every layer but the input (2 per multiply-add)."""
     units = network_units(workload, X, y)
     sizes = [a * b for a, b in zip(units[:-1], units[1:])]
     return 2 * X.shape[0] * (2 * sum(sizes) + sum(sizes[1:]))
@@ -122,6 +143,24 @@ def init_params(units, dtype, seed=0):
     return coefs, intercepts
 
 
+def _shapes(units):
+    return list(zip(units[:-1], units[1:]))
+
+
+def _label_predictor(coefs, intercepts, activation, output):
+    from fastmlp import reference
+
+    def predict(X):
+        _, activations = reference.forward(
+            [np.asarray(c) for c in coefs], [np.asarray(b) for b in intercepts], X,
+            activation, output,
+        )
+        out = activations[-1]
+        return (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
+
+    return predict
+
+
 # --- implementations -----------------------------------------------------------------
 
 
@@ -134,43 +173,45 @@ def _notebook_model(workload, X, y):
     )
 
 
+def _notebook_runner(workload, data, gradient_step):
+    X, y = data
+    state = {"model": _notebook_model(workload, X, y)}
+
+    def step():
+        state["model"] = gradient_step(state["model"], X, y, workload.learning_rate)
+
+    def predict(X_new):
+        from fastmlp import notebook
+
+        return notebook.forward(X_new, state["model"])[1].argmax(axis=1)
+
+    return Runner(step, predict, _shapes(network_units(workload, X, y)))
+
+
 def notebook_loop(workload, data):
     """The notebook's per-example algorithm (W1 only)."""
     if workload.solver != "gd":
         raise Unavailable("the notebook's loop only does full-batch gradient ascent (W1)")
     from benchmarks import notebook_loop as loop
 
-    X, y = data
-    state = {"model": _notebook_model(workload, X, y)}
-
-    def step():
-        state["model"] = loop.gradient_step(state["model"], X, y, workload.learning_rate)
-
-    return step
+    return _notebook_runner(workload, data, loop.gradient_step)
 
 
-def _fastmlp_notebook(backend):
-    def make(workload, data):
-        from fastmlp import notebook
+def _fastmlp_notebook(workload, data, backend):
+    from fastmlp import notebook
 
-        X, y = data
-        state = {"model": _notebook_model(workload, X, y)}
+    def step(model, X, y, learning_rate):
+        return notebook.gradient_step(model, X, y, learning_rate, backend=backend)
 
-        def step():
-            state["model"] = notebook.gradient_step(
-                state["model"], X, y, workload.learning_rate, backend=backend
-            )
-
-        step()
-        return step
-
-    return make
+    runner = _notebook_runner(workload, data, step)
+    runner.run()
+    return runner
 
 
 def numpy_reference(workload, data):
     """fastmlp's NumPy reference engine: scikit-learn's training loop, batch by batch."""
     if workload.solver == "gd":
-        return _fastmlp_notebook("numpy")(workload, data)
+        return _fastmlp_notebook(workload, data, "numpy")
     from fastmlp import optim, reference
 
     X, y = data
@@ -191,13 +232,14 @@ def numpy_reference(workload, data):
         reference.train_epoch(coefs, intercepts, X, Y, order, workload.batch_size, optimizer,
                               workload.activation, output, workload.alpha)
 
-    return epoch
+    predict = _label_predictor(coefs, intercepts, workload.activation, output)
+    return Runner(epoch, predict, _shapes(units))
 
 
 def numba_engine(workload, data):
     """fastmlp's Numba engine: whole-epoch kernels (W1: the notebook's gradient_step)."""
     if workload.solver == "gd":
-        return _fastmlp_notebook("numba")(workload, data)
+        return _fastmlp_notebook(workload, data, "numba")
     from fastmlp.kernels import FlatNetwork, Trainer
 
     X, y = data
@@ -217,11 +259,12 @@ def numba_engine(workload, data):
         trainer.run_epochs(Xc, Yc, no_weights, order, workload.learning_rate)
 
     epoch()
-    return epoch
+    predict = _label_predictor(network.coefs, network.intercepts, workload.activation, output)
+    return Runner(epoch, predict, _shapes(units))
 
 
 def numba_loss_and_gradients(workload, data):
-    """W1 through ``loss_and_gradients(backend="numba")`` plus the update in NumPy."""
+    """W1 through ``loss_and_gradients(backend="numba")``, the update in NumPy."""
     if workload.solver != "gd":
         raise Unavailable("measured for W1 only")
     import fastmlp
@@ -239,7 +282,8 @@ def numba_loss_and_gradients(workload, data):
             param -= workload.learning_rate * grad
 
     step()
-    return step
+    predict = _label_predictor(coefs, intercepts, "relu", "softmax")
+    return Runner(step, predict, _shapes(units))
 
 
 def sklearn_mlp(workload, data, estimator=None):
@@ -247,12 +291,10 @@ def sklearn_mlp(workload, data, estimator=None):
     if workload.solver == "gd":
         raise Unavailable("scikit-learn has no full-batch gradient ascent of this network")
     if estimator is None:
-        from sklearn.neural_network import MLPClassifier
-    else:
-        MLPClassifier = estimator
+        from sklearn.neural_network import MLPClassifier as estimator
 
     X, y = data
-    model = MLPClassifier(
+    model = estimator(
         hidden_layer_sizes=workload.hidden, activation=workload.activation,
         solver=workload.solver, alpha=workload.alpha, batch_size=workload.batch_size,
         learning_rate_init=workload.learning_rate, momentum=workload.momentum,
@@ -266,12 +308,14 @@ def sklearn_mlp(workload, data, estimator=None):
             model.partial_fit(X, y, classes=classes)
 
     epoch()
-    return epoch
+    units = network_units(workload, X, y)
+    return Runner(epoch, lambda X_new: np.searchsorted(classes, model.predict(X_new)),
+                  _shapes(units))
 
 
 def fastmlp_estimator(workload, data):
-    """fastmlp's MLPClassifier (Numba engine), one ``partial_fit`` epoch per call, as
-    scikit-learn's is run: input validation and all."""
+    """fastmlp's MLPClassifier (Numba engine), one ``partial_fit`` epoch per call, run
+    exactly as scikit-learn's is: input validation and all."""
     if workload.solver == "gd":
         raise Unavailable("the estimators do not do full-batch gradient ascent (W1)")
     from fastmlp import MLPClassifier
@@ -298,12 +342,13 @@ def pytorch(workload, data):
             layers.append(activations[workload.activation]())
     model = torch.nn.Sequential(*layers).to(dtype)
     Xt = torch.from_numpy(np.ascontiguousarray(X))
+    classes = np.unique(y)
     if units[-1] == 1:
         loss_fn = torch.nn.BCEWithLogitsLoss()
-        yt = torch.from_numpy((y == np.unique(y)[1]).astype(X.dtype)).reshape(-1, 1)
+        yt = torch.from_numpy((y == classes[1]).astype(X.dtype)).reshape(-1, 1)
     else:
         loss_fn = torch.nn.CrossEntropyLoss()
-        yt = torch.from_numpy(np.searchsorted(np.unique(y), y))
+        yt = torch.from_numpy(np.searchsorted(classes, y))
     batch = workload.batch_size or X.shape[0]
     # scikit-learn's alpha * W / n_batch on the weights, as torch weight decay.
     decay = workload.alpha / batch
@@ -329,8 +374,13 @@ def pytorch(workload, data):
             loss.backward()
             optimizer.step()
 
+    def predict(X_new):
+        with torch.no_grad():
+            out = model(torch.from_numpy(np.ascontiguousarray(X_new, dtype=X.dtype))).numpy()
+        return (out[:, 0] > 0).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
+
     epoch()
-    return epoch
+    return Runner(epoch, predict, _shapes(units))
 
 
 IMPLEMENTATIONS = {
@@ -342,6 +392,10 @@ IMPLEMENTATIONS = {
     "scikit-learn": sklearn_mlp,
     "pytorch": pytorch,
 }
+
+#: Implementations whose rounds run in a worker process of their own: their thread pools
+#: keep spinning after each call and would slow whatever runs next in the same process.
+ISOLATED = ("pytorch",)
 
 #: Targets of WORKLOADS.md: (workload, baseline implementation, minimum ratio).
 TARGETS = [

@@ -3,7 +3,7 @@
 import numbers
 
 import numpy as np
-from sklearn.utils.validation import check_array
+import scipy.sparse
 
 from fastmlp.activations import hidden_activation, output_function
 
@@ -24,18 +24,29 @@ def float_dtype(*arrays):
 
 
 def check_finite_array(array, name, dtype, ndim):
-    """An array of ``dtype`` and ``ndim`` dimensions, finite, with scikit-learn's wording."""
-    array = check_array(
-        array,
-        dtype=dtype,
-        ensure_2d=False,
-        allow_nd=True,
-        ensure_min_samples=0,
-        ensure_min_features=0,
-        input_name=name,
-    )
+    """An array of ``dtype`` and ``ndim`` dimensions, finite, with scikit-learn's wording.
+
+    A light check on purpose: the notebook functions and ``loss_and_gradients`` are called
+    once per step, where scikit-learn's ``check_array`` would cost more than the step.
+    """
+    if scipy.sparse.issparse(array):
+        raise ValueError(f"{name} must be a dense array; got a sparse matrix.")
+    try:
+        array = np.asarray(array, dtype=dtype)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{name} must be an array of numbers: {error}") from None
     if array.ndim != ndim:
         raise ValueError(f"{name} must be a {ndim}-d array, got shape {array.shape}.")
+    # Summing first is the fast path (scikit-learn's trick): a NaN or inf anywhere makes
+    # the sum non-finite; only then look for which one it is.
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = np.isfinite(array.sum()) if array.size else True
+    if not finite and not np.isfinite(array).all():
+        if np.isnan(array).any():
+            raise ValueError(f"Input {name} contains NaN.")
+        raise ValueError(
+            f"Input {name} contains infinity or a value too large for {array.dtype!r}."
+        )
     return array
 
 

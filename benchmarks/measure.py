@@ -1,0 +1,151 @@
+"""Timing with interleaved repeats, shared by the target script and ``fastmlp bench``.
+
+Every implementation set up on a workload runs one unit of work per round; rounds are
+interleaved so that drift on a shared machine hits all alike. Each timed unit follows an
+untimed one of the same implementation, so it is measured in the steady state of a fit
+(threads awake, caches warm) whatever ran before it; a pause after each lets that
+library's worker threads stop spinning before the next library runs. (On these virtual
+machines a thread pool left idle for a tenth of a second wakes slowly for a while: a
+first epoch after a pause can take ten times as long as the next.) Implementations in ``ISOLATED`` run in a worker process of their own (driven
+round by round through a pipe), so their thread pools never share a process with ours.
+"""
+
+import multiprocessing
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Unavailable, load
+
+SETTLE_SECONDS = 0.15
+
+
+@dataclass
+class Timing:
+    seconds: list = field(default_factory=list)
+
+    @property
+    def median(self):
+        return float(np.median(self.seconds))
+
+    @property
+    def low(self):
+        return float(min(self.seconds))
+
+    @property
+    def high(self):
+        return float(max(self.seconds))
+
+
+def _timed(run):
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _timed_after_warmup(run, slow=False):
+    if not slow:  # a slow baseline (a second a unit) needs no warming
+        run()
+    return _timed(run)
+
+
+def _worker(connection):
+    """Serve ('setup', key, workload, impl, n_rows) and ('run', key) requests."""
+    runners = {}
+    while True:
+        request = connection.recv()
+        if request[0] == "stop":
+            return
+        try:
+            if request[0] == "setup":
+                _, key, workload, name, n_rows = request
+                runners[key] = IMPLEMENTATIONS[name](workload, load(workload, n_rows))
+                connection.send(("ok", None))
+            else:
+                connection.send(("ok", _timed(runners[request[1]].run)))
+        except Unavailable as reason:
+            connection.send(("unavailable", str(reason)))
+        except Exception as error:  # reported as a skip with the reason, never a hang
+            connection.send(("unavailable", f"failed: {type(error).__name__}: {error}"))
+
+
+class IsolatedRunners:
+    """Runners living in one worker process."""
+
+    def __init__(self):
+        context = multiprocessing.get_context("spawn")
+        self.connection, child = context.Pipe()
+        self.process = context.Process(target=_worker, args=(child,), daemon=True)
+        self.process.start()
+
+    def setup(self, key, workload, name, n_rows):
+        self.connection.send(("setup", key, workload, name, n_rows))
+        status, detail = self.connection.recv()
+        if status != "ok":
+            raise Unavailable(detail)
+        return lambda: self._run(key)
+
+    def _run(self, key):
+        self.connection.send(("run", key))
+        status, seconds = self.connection.recv()
+        if status != "ok":
+            raise RuntimeError(seconds)
+        return seconds
+
+    def close(self):
+        self.connection.send(("stop",))
+        self.process.join(timeout=30)
+
+
+def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
+    """Time every implementation on every case, interleaved.
+
+    ``cases`` maps a label to a :class:`~benchmarks.workloads.Workload`. Returns
+    ``(timings, skipped)``: ``timings[label][implementation]`` is a :class:`Timing`,
+    ``skipped[label][implementation]`` the reason it could not run.
+    """
+    names = implementations or list(IMPLEMENTATIONS)
+    isolated = None
+    timed_calls, skipped = {}, {}
+    for label, workload in cases.items():
+        data = None
+        skipped[label] = {}
+        for name in names:
+            try:
+                if name in ISOLATED:
+                    isolated = isolated or IsolatedRunners()
+                    timed_calls[(label, name)] = isolated.setup(
+                        (label, name), workload, name, n_rows
+                    )
+                else:
+                    data = data if data is not None else load(workload, n_rows)
+                    runner = IMPLEMENTATIONS[name](workload, data)
+                    timed_calls[(label, name)] = lambda run=runner.run, slow=(
+                        name == "notebook loop"): _timed_after_warmup(run, slow)
+            except Unavailable as reason:
+                skipped[label][name] = str(reason)
+    timings = {label: {} for label in cases}
+    try:
+        for round_index in range(repeats):
+            for (label, name), timed_call in timed_calls.items():
+                # The notebook loop takes about a second a step: a few rounds suffice.
+                if name == "notebook loop" and round_index >= max(3, repeats // 5):
+                    continue
+                seconds = timed_call()
+                timings[label].setdefault(name, Timing()).seconds.append(seconds)
+                time.sleep(SETTLE_SECONDS)
+            if progress:
+                progress(round_index + 1, repeats)
+    finally:
+        if isolated is not None:
+            isolated.close()
+    return timings, skipped
+
+
+def gemm_flops_per_second(dtype, size=2048, repeats=5):
+    """The machine's matrix-multiply rate: best of ``repeats`` ``np.matmul`` of size^2."""
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    a @ a
+    best = min(_timed(lambda: a @ a) for _ in range(repeats))
+    return 2 * size**3 / best
