@@ -6,7 +6,8 @@ untimed one of the same implementation, so it is measured in the steady state of
 (threads awake, caches warm) whatever ran before it; a pause after each lets that
 library's worker threads stop spinning before the next library runs. (On these virtual
 machines a thread pool left idle for a tenth of a second wakes slowly for a while: a
-first epoch after a pause can take ten times as long as the next.) Implementations in ``ISOLATED`` run in a worker process of their own (driven
+first epoch after a pause can take ten times as long as the next.)
+Implementations in ``ISOLATED`` run in a worker process of their own (driven
 round by round through a pipe), so their thread pools never share a process with ours.
 """
 

@@ -9,8 +9,8 @@ time stays out, or raises :class:`Unavailable` with the reason it cannot run.
 
 import os
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
