@@ -156,7 +156,7 @@ def loss_and_gradients(
         data_loss = batch_gradient(
             X, Y, sample_weight, order, 0, n, network.theta, network.units, network.coef_off,
             network.int_off, run_plan.use_blas, hidden, out, run_plan.tile, work.works,
-            work.grads, work.scratch, work.chunk_losses,
+            work.grads, work.scratch, work.chunk_losses, _layers.PHASE_BACKWARD,
         )
     grad = work.grads[0]
     weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
@@ -218,13 +218,18 @@ class Trainer:
             self._plans[batch_rows] = (run_plan, Workspace(self.network, run_plan))
         return self._plans[batch_rows]
 
-    def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1):
+    def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
+                   last_phase=_layers.PHASE_UPDATE):
         """Train ``n_epochs`` epochs over the rows ``order`` of X; return each epoch's loss.
 
         ``X``, ``Y`` and ``sample_weight`` must be C-contiguous in the network's dtype
         (see :meth:`prepare`); ``order`` is the epoch's sample order (int64).
+        ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each batch early, for
+        profiling; the weights then stay as they are.
         """
         n = order.shape[0]
+        if n == 0:
+            raise ValueError("An epoch needs at least one row: order is empty.")
         batch_size = min(self.batch_size, n)
         run_plan, work = self._plan_for(batch_size)
         losses = np.zeros(n_epochs, dtype=np.float64)
@@ -240,7 +245,7 @@ class Trainer:
                 work.works, work.grads, work.scratch, work.chunk_losses,
                 _training.SGD if self.solver == "sgd" else _training.ADAM,
                 self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
-                self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses,
+                self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
             )
         return losses
 

@@ -23,6 +23,10 @@ from numba import njit
 
 from fastmlp.kernels._math import FASTMATH, activate_row, output_loss_and_delta, scale_by_derivative
 
+#: How far a profiling run goes (``fastmlp profile``): gather the batch's rows only, then
+#: also the forward pass, then also the backward pass; training runs all and updates.
+PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
+
 #: Layers with fewer outputs than this run their loops on transposed copies of W and of
 #: the gradient: a loop over 1 or 2 outputs cannot vectorize, one over the inputs can.
 NARROW_OUTPUTS = 8
@@ -190,7 +194,7 @@ def _backprop_narrow(D, WT, D_prev, rows):
 @njit(cache=True, fastmath=FASTMATH)
 def tile_gradient(
     X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, work, grad, scratch, overwrite,
+    hidden, output, tile, work, grad, scratch, overwrite, last_phase,
 ):
     """Forward and backward over rows ``order[start:start + rows]``, gradient into ``grad``.
 
@@ -218,6 +222,8 @@ def tile_gradient(
         row = order[start + i]
         for k in range(units[0]):
             inputs[i, k] = X[row, k]
+    if last_phase == PHASE_GATHER:
+        return t(0)
 
     # Forward: layer by layer; bias and activation fused with each row's product.
     A = inputs
@@ -251,7 +257,7 @@ def tile_gradient(
                 y = Y[row] if backward else Z[i]  # forward only: the targets are not used
                 loss += weight * output_loss_and_delta(output, Z[i], y, weight, out[i], D[i])
         A = out
-    if not backward:
+    if not backward or last_phase == PHASE_FORWARD:
         return loss
 
     # Backward: gradient of each layer, then its error passed down through its weights.
@@ -322,7 +328,7 @@ def forward_rows(X, theta, units, coef_off, int_off, use_blas, hidden, output, t
         rows = min(tile, n - start)
         tile_gradient(
             X, no_targets, no_weights, order, start, rows, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, work, theta, theta, False,
+            use_blas, hidden, output, tile, work, theta, theta, False, PHASE_FORWARD,
         )
         for i in range(rows):
             for j in range(result.shape[1]):
