@@ -176,8 +176,8 @@ def format_profile(workload_id, results):
         summed = sum(phases.values())
         lines.append(f"{name}: phases add up to {1e3 * summed:.3f} ms; a plain {unit} took "
                      f"{1e3 * total:.3f} ms ({100 * (summed - total) / total:+.1f} %)")
-    lines += ["", "How: " + __doc__.split("How each is measured:")[1].split("Each engine")[0]
-              .strip().replace("\n", " ").replace("  ", " ")]
+    how = __doc__.split("How each is measured:")[1].split("Each engine")[0]
+    lines += ["", "How each is measured:", *(line for line in how.strip().splitlines())]
     return "\n".join(lines)
 
 

@@ -10,7 +10,7 @@ time stays out, or raises :class:`Unavailable` with the reason it cannot run.
 import os
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -34,7 +34,7 @@ class Workload:
     nesterov: bool = True
     dtype: str = "float64"
     unit: str = "epoch"
-    group: str = field(default="")
+    rows: int | None = None  # keep only the first rows of the data (sweeps, smoke tests)
 
     def replace(self, **changes):
         from dataclasses import replace
@@ -102,9 +102,10 @@ WORKLOADS = {
 def load(workload, n_rows=None):
     """The workload's training data in its dtype: X and integer labels.
 
-    ``n_rows`` keeps only the first rows (tiny versions for smoke tests).
+    ``n_rows`` (or the workload's ``rows``) keeps only the first rows.
     """
     X, y = DATASETS[workload.data]()
+    n_rows = n_rows or workload.rows
     if n_rows is not None:
         X, y = X[:n_rows], y[:n_rows]
     return np.ascontiguousarray(X, dtype=workload.dtype), np.asarray(y)

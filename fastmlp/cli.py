@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastmlp demo``."""
+"""Command line: ``python -m fastmlp demo | bench | profile``."""
 
 import argparse
 import sys
@@ -105,6 +105,66 @@ def demo(out_dir="reports", n_steps=200, seed=0):
     return results
 
 
+def _benchmarks_package():
+    """The benchmark code lives in the repository's benchmarks/ folder, next to reports/."""
+    try:
+        import benchmarks.report  # noqa: F401
+    except ImportError:
+        sys.exit(
+            "fastmlp bench and profile run from a clone of the fastmlp repository "
+            "(they use its benchmarks/ folder): cd into it and run the command again."
+        )
+
+
+def bench(out_dir="reports", quick=False):
+    _benchmarks_package()
+    from benchmarks import report
+
+    return report.run(out_dir, quick)
+
+
+def profile(workload_id, out_dir="reports", repeats=15, pyinstrument=False):
+    _benchmarks_package()
+    from benchmarks import profiling
+    from benchmarks.workloads import WORKLOADS
+
+    if workload_id not in WORKLOADS:
+        sys.exit(f"unknown workload {workload_id!r}; choose one of {', '.join(WORKLOADS)}")
+    results = profiling.profile(workload_id, repeats)
+    print(profiling.format_profile(workload_id, results))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"profile-{workload_id}.png"
+    profiling.plot_profile(workload_id, results, path)
+    print(f"\nstacked bars: {path}")
+    if pyinstrument:
+        _pyinstrument_profile(workload_id, out)
+    return results
+
+
+def _pyinstrument_profile(workload_id, out):
+    """A call-stack profile of the Python side of a fit (estimators) or of W1's steps."""
+    try:
+        from pyinstrument import Profiler
+    except ImportError:
+        print("--pyinstrument: pyinstrument is not installed (pip install pyinstrument)")
+        return
+    from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, load
+
+    workload = WORKLOADS[workload_id]
+    name = "numba" if workload.solver == "gd" else "fastmlp MLPClassifier"
+    runner = IMPLEMENTATIONS[name](workload, load(workload))
+    profiler = Profiler()
+    profiler.start()
+    for _ in range(5):
+        runner.run()
+    profiler.stop()
+    path = out / f"profile-{workload_id}-pyinstrument.html"
+    path.write_text(profiler.output_html())
+    print(profiler.output_text(unicode=True, color=False))
+    print(f"call-stack profile: {path}")
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="fastmlp", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -112,11 +172,26 @@ def main(argv=None):
     demo_parser.add_argument("--out", default="reports", help="folder for the picture")
     demo_parser.add_argument("--steps", type=int, default=200, help="gradient steps")
     demo_parser.add_argument("--seed", type=int, default=0, help="seed for init_weights")
+    bench_parser = commands.add_parser("bench", help="run the workloads and sweeps, write "
+                                       "BENCHMARKS.md and plots")
+    bench_parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
+    bench_parser.add_argument("--out", default="reports", help="folder for the report")
+    profile_parser = commands.add_parser("profile", help="where one workload's time goes, "
+                                         "on the reference and the Numba engine")
+    profile_parser.add_argument("workload", help="W1, W2, W3, W4-float64, W4-float32 or W5")
+    profile_parser.add_argument("--out", default="reports", help="folder for the plot")
+    profile_parser.add_argument("--repeats", type=int, default=15)
+    profile_parser.add_argument("--pyinstrument", action="store_true",
+                                help="also a call-stack profile of the Python side")
     args = parser.parse_args(argv)
     if args.command == "demo":
         if args.steps < 2:
             parser.error("--steps must be at least 2")
         demo(args.out, args.steps, args.seed)
+    elif args.command == "bench":
+        bench(args.out, args.quick)
+    else:
+        profile(args.workload, args.out, args.repeats, args.pyinstrument)
     return 0
 
 

@@ -1,0 +1,198 @@
+"""``python -m fastmlp bench``: run the workloads and sweeps, write BENCHMARKS.md and plots."""
+
+import datetime
+import os
+import platform
+import time
+from pathlib import Path
+
+import numpy as np
+
+from benchmarks import targets
+from benchmarks.measure import measure
+from benchmarks.sweeps import run_sweeps
+from benchmarks.workloads import WORKLOADS
+
+
+def machine_description():
+    """Lines saying what ran the benchmark: machine, libraries, threads, BLAS."""
+    import numba
+    import scipy
+    import sklearn
+    from threadpoolctl import threadpool_info
+
+    cpu = platform.processor() or "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
+        cpu = names[0] if names else cpu
+    except OSError:
+        pass
+    try:
+        import torch
+
+        torch_version = f"{torch.__version__} ({torch.get_num_threads()} threads)"
+    except ImportError:
+        torch_version = "not installed (its rows are skipped)"
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        layer = "not started"
+    blas = "; ".join(
+        f"{i['internal_api']} {i.get('version', '')} {i.get('architecture', '')} "
+        f"({i['num_threads']} threads, {i['prefix']})"
+        for i in threadpool_info() if i["user_api"] == "blas"
+    )
+    return [
+        f"- Machine: {platform.platform()}; {cpu}; {os.cpu_count()} cores",
+        f"- Python {platform.python_version()}; NumPy {np.__version__}; SciPy "
+        f"{scipy.__version__}; Numba {numba.__version__}; scikit-learn {sklearn.__version__}; "
+        f"PyTorch {torch_version}",
+        f"- Threads: Numba {numba.config.NUMBA_NUM_THREADS} ({layer} layer); BLAS: {blas}",
+    ]
+
+
+def _slug(text):
+    return "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+
+
+def plot_ratios(timings, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    baselines = ["notebook loop", "numpy reference", "scikit-learn", "pytorch"]
+    workloads = [w for w in timings if "numba" in timings[w]]
+    fig, ax = plt.subplots(figsize=(8, 4))
+    width = 0.8 / len(baselines)
+    for k, baseline in enumerate(baselines):
+        xs, heights = [], []
+        for i, wid in enumerate(workloads):
+            if baseline in timings[wid]:
+                xs.append(i + (k - (len(baselines) - 1) / 2) * width)
+                heights.append(timings[wid][baseline].median / timings[wid]["numba"].median)
+        ax.bar(xs, heights, width=width, label=f"vs {baseline}")
+    ax.axhline(1.0, color="k", linewidth=0.8)
+    ax.set_yscale("log")
+    ax.set_xticks(range(len(workloads)), workloads)
+    ax.set_ylabel("Numba engine speedup (median ratio, log)")
+    ax.set_title("fastmlp: how many times faster the Numba engine runs each workload")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_sweep(name, sweep, path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4))
+    names = sorted({n for by_name in sweep["timings"].values() for n in by_name})
+    for impl in names:
+        xs = [x for x in sweep["x"] if impl in sweep["timings"][x]]
+        ys = [1e3 * sweep["timings"][x][impl].median for x in xs]
+        ax.plot(xs, ys, marker="o", label=impl)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel(sweep["label"])
+    ax.set_ylabel("ms per epoch")
+    ax.set_title(f"Scaling with {name}")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def headline_table(timings):
+    """One row per workload: the Numba engine's median and its ratio to each baseline."""
+    baselines = ["notebook loop", "numpy reference", "scikit-learn", "pytorch"]
+    lines = ["| workload | unit | Numba engine | " + " | ".join(f"vs {b}" for b in baselines)
+             + " |", "|---|---|---:|" + "---:|" * len(baselines)]
+    for wid, by_name in timings.items():
+        if "numba" not in by_name:
+            continue
+        numba = by_name["numba"].median
+        cells = [f"{by_name[b].median / numba:.1f}x" if b in by_name else "-"
+                 for b in baselines]
+        lines.append(f"| {wid} {WORKLOADS[wid].name} | {WORKLOADS[wid].unit} | "
+                     f"{1e3 * numba:.3f} ms | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def sweep_table(sweep):
+    names = sorted({n for by_name in sweep["timings"].values() for n in by_name})
+    lines = [f"| {sweep['label']} | " + " | ".join(names) + " |",
+             "|---:|" + "---:|" * len(names)]
+    for x in sweep["x"]:
+        cells = [f"{1e3 * sweep['timings'][x][n].median:.3f}" if n in sweep["timings"][x]
+                 else "-" for n in names]
+        lines.append(f"| {x} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def run(out_dir="reports", quick=False, log=print):
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    repeats = 3 if quick else 15
+    cases = {wid: WORKLOADS[wid] for wid in WORKLOADS}
+    log(f"workloads: {', '.join(cases)} ({repeats} interleaved rounds)")
+    timings, skipped = measure(cases, repeats,
+                               progress=lambda done, total: log(f"  round {done}/{total}"))
+    rows = targets.target_rows(timings, targets.gemm_rates(list(cases)))
+    log("sweeps")
+    sweeps = run_sweeps(quick, repeats=2 if quick else 5, progress=lambda n: log(f"  {n}"))
+    log("compile times and memory (fresh processes)")
+    rows += targets.subprocess_rows(targets.compile_times(), targets.fit_memory())
+
+    plot_ratios(timings, out / "ratios.png")
+    for name, sweep in sweeps.items():
+        plot_sweep(name, sweep, out / f"scaling-{_slug(name)}.png")
+
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    mode = "quick (3 rounds)" if quick else "full (15 rounds)"
+    lines = [
+        "# fastmlp benchmarks",
+        "",
+        f"Generated by `python -m fastmlp bench{' --quick' if quick else ''}` on {when}, "
+        f"{mode}, in {(time.time() - started) / 60:.1f} minutes.",
+        "",
+        *machine_description(),
+        "",
+        "Every figure is a median over interleaved rounds in this one run; each timed unit "
+        "follows an untimed one of the same implementation (steady state), compile time is "
+        "excluded (measured on its own below), and PyTorch runs in a worker process of its "
+        "own. Workloads and targets: WORKLOADS.md; implementations: "
+        "`benchmarks/workloads.py`.",
+        "",
+        "## Headline: how many times faster the Numba engine is",
+        "",
+        headline_table(timings),
+        "",
+        "![ratios](ratios.png)",
+        "",
+        "## Targets",
+        "",
+        targets.format_rows(rows),
+        "",
+        "## Every implementation, every workload",
+        "",
+        "Medians with the min-max over the rounds, in milliseconds per unit (a gradient "
+        "step for W1, an epoch otherwise). `fastmlp MLPClassifier` and `scikit-learn` run "
+        "one `partial_fit` epoch per call, input validation included.",
+        "",
+        targets.format_timings(timings, skipped),
+        "",
+        "## Scaling",
+        "",
+    ]
+    for name, sweep in sweeps.items():
+        lines += [f"### {name}", "", sweep_table(sweep), "",
+                  f"![{name}](scaling-{_slug(name)}.png)", ""]
+    (out / "BENCHMARKS.md").write_text("\n".join(lines))
+    log(f"wrote {out / 'BENCHMARKS.md'}")
+    return out / "BENCHMARKS.md"

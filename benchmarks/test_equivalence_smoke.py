@@ -1,0 +1,32 @@
+"""The implementations in the benchmark table train the same kind of model: the same
+layer shapes, and each learns the (tiny) training set beyond chance."""
+
+import numpy as np
+import pytest
+
+from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, Unavailable, load
+
+SMOKE_ROWS = 300
+SMOKE_UNITS = {"W1": 30, "W2": 40, "W3": 15, "W4-float64": 5, "W4-float32": 5, "W5": 40}
+
+
+@pytest.mark.parametrize("workload_id", list(WORKLOADS))
+def test_implementations_train_the_same_model(workload_id):
+    workload = WORKLOADS[workload_id]
+    X, y = load(workload, SMOKE_ROWS)
+    chance = np.bincount(y).max() / len(y)
+    shapes, trained = None, []
+    for name, make in IMPLEMENTATIONS.items():
+        try:
+            runner = make(workload, (X, y))
+        except Unavailable:
+            continue
+        if shapes is None:
+            shapes = runner.layer_shapes
+        assert runner.layer_shapes == shapes, name
+        for _ in range(SMOKE_UNITS[workload_id]):
+            runner.run()
+        accuracy = np.mean(runner.predict(X) == y)
+        assert accuracy >= min(chance + 0.15, 0.95), (name, accuracy, chance)
+        trained.append(name)
+    assert "numba" in trained and "numpy reference" in trained
