@@ -98,6 +98,8 @@ def plot_sweep(name, sweep, path):
         ax.plot(xs, ys, marker="o", label=impl)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.set_xticks(sweep["x"], [str(x) for x in sweep["x"]])
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
     ax.set_xlabel(sweep["label"])
     ax.set_ylabel("ms per epoch")
     ax.set_title(f"Scaling with {name}")
