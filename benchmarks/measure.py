@@ -45,10 +45,12 @@ def _timed(run):
     return time.perf_counter() - start
 
 
-def _timed_after_warmup(run, slow=False):
-    if not slow:  # a slow baseline (a second a unit) needs no warming
-        run()
-    return _timed(run)
+def _timed_after_warmup(runner, slow=False):
+    """Seconds per unit of work, timed after an untimed run (unless ``slow``: a baseline
+    taking a second a unit needs no warming)."""
+    if not slow:
+        runner.run()
+    return _timed(runner.run) / runner.units_per_run
 
 
 def _worker(connection):
@@ -122,8 +124,8 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
                 else:
                     data = data if data is not None else load(workload, n_rows)
                     runner = IMPLEMENTATIONS[name](workload, data)
-                    timed_calls[(label, name)] = lambda run=runner.run, slow=(
-                        name == "notebook loop"): _timed_after_warmup(run, slow)
+                    timed_calls[(label, name)] = lambda runner=runner, slow=(
+                        name == "notebook loop"): _timed_after_warmup(runner, slow)
             except Unavailable as reason:
                 skipped[label][name] = str(reason)
     timings = {label: {} for label in cases}

@@ -27,14 +27,17 @@ from benchmarks.workloads import WORKLOADS, init_params, load, network_units, ou
 PHASES = ("batching", "forward", "backward", "update", "rest")
 
 
-def _median_time(fn, repeats):
-    fn()
-    times = []
+def _median_times(variants, repeats):
+    """Median seconds of each callable, interleaved round by round; each timed call
+    follows an untimed one of the same callable (steady state, as in benchmarks/)."""
+    times = {name: [] for name in variants}
     for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return float(np.median(times))
+        for name, fn in variants.items():
+            fn()
+            start = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - start)
+    return {name: float(np.median(t)) for name, t in times.items()}
 
 
 def _setup(workload):
@@ -105,10 +108,12 @@ def profile_reference(workload, repeats):
         reference.train_epoch(coefs, intercepts, X, Y, order, batch_size, optimizer,
                               workload.activation, output, workload.alpha)
 
-    instrumented_epoch()
-    runs = [instrumented_epoch() for _ in range(repeats)]
+    runs = []
+    total = _median_times({"plain": plain_epoch,
+                           "instrumented": lambda: runs.append(instrumented_epoch())},
+                          repeats)["plain"]
     phases = {p: float(np.median([run[p] for run in runs])) for p in PHASES}
-    return phases, _median_time(plain_epoch, repeats)
+    return phases, total
 
 
 def profile_numba(workload, repeats):
@@ -134,24 +139,22 @@ def profile_numba(workload, repeats):
         return lambda: trainer.run_epochs(Xc, Yc, no_weights, order if rows is None else rows,
                                           workload.learning_rate, last_phase=last_phase)
 
-    gather, forward, backward, full = (
-        _median_time(run(phase), repeats)
-        for phase in (PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, 3)
-    )
-    shuffling = _median_time(epoch_order, repeats) if shuffled else 0.0
-    call = _median_time(run(PHASE_GATHER, order[:1]), repeats)
-    phases = {
-        "batching": shuffling + max(gather - call, 0.0),
-        "forward": max(forward - gather, 0.0),
-        "backward": max(backward - forward, 0.0),
-        "update": max(full - backward, 0.0),
-        "rest": call,
-    }
-
     def plain_epoch():
         trainer.run_epochs(Xc, Yc, no_weights, epoch_order(), workload.learning_rate)
 
-    return phases, _median_time(plain_epoch, repeats)
+    t = _median_times({
+        "gather": run(PHASE_GATHER), "forward": run(PHASE_FORWARD),
+        "backward": run(PHASE_BACKWARD), "full": run(3),
+        "shuffle": epoch_order, "call": run(PHASE_GATHER, order[:1]), "plain": plain_epoch,
+    }, repeats)
+    phases = {
+        "batching": (t["shuffle"] if shuffled else 0.0) + max(t["gather"] - t["call"], 0.0),
+        "forward": max(t["forward"] - t["gather"], 0.0),
+        "backward": max(t["backward"] - t["forward"], 0.0),
+        "update": max(t["full"] - t["backward"], 0.0),
+        "rest": t["call"],
+    }
+    return phases, t["plain"]
 
 
 def profile(workload_id, repeats=15):

@@ -184,8 +184,8 @@ def run(out_dir="reports", quick=False, log=print):
         "## Every implementation, every workload",
         "",
         "Medians with the min-max over the rounds, in milliseconds per unit (a gradient "
-        "step for W1, an epoch otherwise). `fastmlp MLPClassifier` and `scikit-learn` run "
-        "one `partial_fit` epoch per call, input validation included.",
+        "step for W1, an epoch otherwise). `fastmlp MLPClassifier` and `scikit-learn` are "
+        "timed per epoch over `fit` calls of 5 epochs each, input validation included.",
         "",
         targets.format_timings(timings, skipped),
         "",
