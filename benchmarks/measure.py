@@ -1,14 +1,14 @@
 """Timing with interleaved repeats, shared by the target script and ``fastmlp bench``.
 
 Every implementation set up on a workload runs one unit of work per round; rounds are
-interleaved so that drift on a shared machine hits all alike. Each timed unit follows an
-untimed one of the same implementation, so it is measured in the steady state of a fit
-(threads awake, caches warm) whatever ran before it; a pause after each lets that
-library's worker threads stop spinning before the next library runs. (On these virtual
-machines a thread pool left idle for a tenth of a second wakes slowly for a while: a
-first epoch after a pause can take ten times as long as the next.)
-Implementations in ``ISOLATED`` run in a worker process of their own (driven
-round by round through a pipe), so their thread pools never share a process with ours.
+interleaved so that drift on a shared machine hits all alike. Each timed unit follows
+untimed ones of the same implementation (for at least ``WARMUP_SECONDS``), so it is
+measured in the steady state of a fit (threads awake, caches warm) whatever ran before
+it; a pause after each lets that library's worker threads stop spinning before the next
+library runs. (On these virtual machines a thread pool left idle for a tenth of a second
+wakes slowly for a while: a first epoch after a pause can take ten times as long as the
+next.) Implementations in ``ISOLATED`` run in a worker process of their own (driven round
+by round through a pipe), so their thread pools never share a process with ours.
 """
 
 import multiprocessing
@@ -20,6 +20,9 @@ import numpy as np
 from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Unavailable, load
 
 SETTLE_SECONDS = 0.15
+#: The untimed work before each timed unit lasts at least this long: one short unit (a
+#: 0.1 ms epoch) is not enough to wake a thread pool fully on these machines.
+WARMUP_SECONDS = 0.05
 
 
 @dataclass
@@ -45,11 +48,19 @@ def _timed(run):
     return time.perf_counter() - start
 
 
+def warm_up(run):
+    """Run ``run`` untimed, at least once and for at least ``WARMUP_SECONDS``."""
+    deadline = time.perf_counter() + WARMUP_SECONDS
+    run()
+    while time.perf_counter() < deadline:
+        run()
+
+
 def _timed_after_warmup(runner, slow=False):
-    """Seconds per unit of work, timed after an untimed run (unless ``slow``: a baseline
+    """Seconds per unit of work, timed after a warm-up (unless ``slow``: a baseline
     taking a second a unit needs no warming)."""
     if not slow:
-        runner.run()
+        warm_up(runner.run)
     return _timed(runner.run) / runner.units_per_run
 
 

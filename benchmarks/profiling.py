@@ -29,11 +29,13 @@ PHASES = ("batching", "forward", "backward", "update", "rest")
 
 def _median_times(variants, repeats):
     """Median seconds of each callable, interleaved round by round; each timed call
-    follows an untimed one of the same callable (steady state, as in benchmarks/)."""
+    follows a warm-up of the same callable (steady state, as in benchmarks/measure.py)."""
+    from benchmarks.measure import warm_up
+
     times = {name: [] for name in variants}
     for _ in range(repeats):
         for name, fn in variants.items():
-            fn()
+            warm_up(fn)
             start = time.perf_counter()
             fn()
             times[name].append(time.perf_counter() - start)

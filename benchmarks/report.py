@@ -166,10 +166,11 @@ def run(out_dir="reports", quick=False, log=print):
         *machine_description(),
         "",
         "Every figure is a median over interleaved rounds in this one run; each timed unit "
-        "follows an untimed one of the same implementation (steady state), compile time is "
-        "excluded (measured on its own below), and PyTorch runs in a worker process of its "
-        "own. Workloads and targets: WORKLOADS.md; implementations: "
-        "`benchmarks/workloads.py`.",
+        "follows at least 50 ms of untimed units of the same implementation (the steady "
+        "state of a fit: on these virtual machines a thread pool left idle for a tenth of "
+        "a second wakes slowly for a while), compile time is excluded (measured on its own "
+        "below), and PyTorch runs in a worker process of its own. Workloads and targets: "
+        "WORKLOADS.md; implementations: `benchmarks/workloads.py`.",
         "",
         "## Headline: how many times faster the Numba engine is",
         "",
