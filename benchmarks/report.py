@@ -170,7 +170,7 @@ def run(out_dir="reports", quick=False, log=print):
         "state of a fit: on these virtual machines a thread pool left idle for a tenth of "
         "a second wakes slowly for a while), compile time is excluded (measured on its own "
         "below), and PyTorch runs in a worker process of its own. Workloads and targets: "
-        "WORKLOADS.md; implementations: `benchmarks/workloads.py`.",
+        "`benchmarks/WORKLOADS.md`; implementations: `benchmarks/workloads.py`.",
         "",
         "## Headline: how many times faster the Numba engine is",
         "",

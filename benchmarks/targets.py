@@ -1,4 +1,4 @@
-"""The targets of WORKLOADS.md, measured side by side in one run.
+"""The targets of benchmarks/WORKLOADS.md, measured side by side in one run.
 
     python -m benchmarks.targets [--repeats N] [--workloads W1 W2 ...] [--skip-subprocess]
 

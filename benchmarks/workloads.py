@@ -405,7 +405,7 @@ IMPLEMENTATIONS = {
 #: keep spinning after each call and would slow whatever runs next in the same process.
 ISOLATED = ("pytorch",)
 
-#: Targets of WORKLOADS.md: (workload, baseline implementation, minimum ratio).
+#: Targets of benchmarks/WORKLOADS.md: (workload, baseline implementation, minimum ratio).
 TARGETS = [
     ("W1", "notebook loop", 300), ("W1", "numpy reference", 20), ("W1", "pytorch", 10),
     ("W2", "scikit-learn", 20), ("W2", "pytorch", 20),

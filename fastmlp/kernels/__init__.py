@@ -3,6 +3,10 @@
 The public functions here take validated NumPy inputs, pack the network into one flat
 parameter vector (:class:`FlatNetwork`), choose how to run each layer
 (:func:`plan`) and call the compiled kernels in ``_layers`` and ``_training``.
+
+The kernels are cached on disk by Numba, keyed by each function's own source file: after
+editing one kernel module, delete the ``__pycache__`` folders here so that kernels in the
+other modules, which inline it, are compiled afresh.
 """
 
 from fastmlp.kernels._threads import parallel_section, resolve_n_threads  # noqa: I001

@@ -205,8 +205,8 @@ def tile_gradient(
     Given no targets (``Y`` with 0 rows) only the forward pass runs, and the output is
     left in the workspace. ``grad`` receives the unnormalised sums ``A.T @ delta`` and
     ``delta.sum(0)``, with the output error weighted by ``sample_weight`` (empty for unit
-    weights). ``scratch`` holds a
-    BLAS product before it is added to ``grad``. Returns the weighted sum of row losses.
+    weights). ``scratch`` holds a BLAS product before it is added to ``grad``. Returns
+    the weighted sum of row losses.
     """
     t = theta.dtype.type
     n_layers = units.shape[0] - 1
