@@ -11,6 +11,8 @@ next.) Implementations in ``ISOLATED`` run in a worker process of their own (dri
 by round through a pipe), so their thread pools never share a process with ours.
 """
 
+import ctypes
+import ctypes.util
 import multiprocessing
 import time
 from dataclasses import dataclass, field
@@ -23,6 +25,26 @@ SETTLE_SECONDS = 0.15
 #: The untimed work before each timed unit lasts at least this long: one short unit (a
 #: 0.1 ms epoch) is not enough to wake a thread pool fully on these machines.
 WARMUP_SECONDS = 0.05
+
+
+def steady_allocator():
+    """Keep freed memory for reuse (glibc): NumPy's temporaries of a few MiB would
+    otherwise be mapped afresh, page faults and all, at every call, or not, depending on
+    what the process allocated before (glibc adapts its threshold). Fixing it makes the
+    NumPy-based baselines as fast as they get, and the same from run to run."""
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    libc = ctypes.CDLL(name)
+    if not hasattr(libc, "mallopt"):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3
+    libc.mallopt(m_mmap_threshold, 64 * 2**20)
+    libc.mallopt(m_trim_threshold, 512 * 2**20)
+    return True
+
+
+STEADY_ALLOCATOR = steady_allocator()
 
 
 @dataclass

@@ -169,7 +169,9 @@ def run(out_dir="reports", quick=False, log=print):
         "follows at least 50 ms of untimed units of the same implementation (the steady "
         "state of a fit: on these virtual machines a thread pool left idle for a tenth of "
         "a second wakes slowly for a while), compile time is excluded (measured on its own "
-        "below), and PyTorch runs in a worker process of its own. Workloads and targets: "
+        "below), PyTorch runs in a worker process of its own, and glibc keeps freed memory "
+        "for reuse (NumPy's temporaries are not page-faulted afresh at every call: the "
+        "NumPy-based baselines at their fastest). Workloads and targets: "
         "`benchmarks/WORKLOADS.md`; implementations: `benchmarks/workloads.py`.",
         "",
         "## Headline: how many times faster the Numba engine is",
