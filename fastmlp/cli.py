@@ -131,12 +131,14 @@ def profile(workload_id, out_dir="reports", repeats=15, pyinstrument=False):
     if workload_id not in WORKLOADS:
         sys.exit(f"unknown workload {workload_id!r}; choose one of {', '.join(WORKLOADS)}")
     results = profiling.profile(workload_id, repeats)
-    print(profiling.format_profile(workload_id, results))
+    table = profiling.format_profile(workload_id, results)
+    print(table)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    (out / f"profile-{workload_id}.txt").write_text(table + "\n")
     path = out / f"profile-{workload_id}.png"
     profiling.plot_profile(workload_id, results, path)
-    print(f"\nstacked bars: {path}")
+    print(f"\nthe table: {out / f'profile-{workload_id}.txt'}; stacked bars: {path}")
     if pyinstrument:
         _pyinstrument_profile(workload_id, out)
     return results
