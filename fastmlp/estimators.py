@@ -72,6 +72,12 @@ class _BaseMLP(BaseEstimator):
         "progress": ["boolean"],
     }
 
+    def _store_params(self, params):
+        """Store the constructor's arguments unchanged, as scikit-learn requires."""
+        for name, value in params.items():
+            if name not in ("self", "__class__"):
+                setattr(self, name, value)
+
     # --- fitting ------------------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
@@ -429,32 +435,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         validation_fraction=0.1, beta_1=0.9, beta_2=0.999, epsilon=1e-8, n_iter_no_change=10,
         max_fun=15000, backend="numba", n_threads=None, progress=False,
     ):
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.n_threads = n_threads
-        self.progress = progress
+        self._store_params(locals())
 
     loss = "log_loss"
 
@@ -561,33 +542,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         epsilon=1e-8, n_iter_no_change=10, max_fun=15000, backend="numba", n_threads=None,
         progress=False,
     ):
-        self.loss = loss
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
-        self.backend = backend
-        self.n_threads = n_threads
-        self.progress = progress
+        self._store_params(locals())
 
     def predict(self, X):
         """Predict using the multi-layer perceptron model: (n_samples,) or (n, n_outputs)."""

@@ -1,5 +1,6 @@
 """Bad input gets a clear ValueError, and nothing the caller passed in is modified."""
 
+import re
 import warnings
 
 import numpy as np
@@ -127,8 +128,15 @@ def _message(call):
     try:
         call()
     except Exception as error:  # the type and text are what is compared
-        return type(error), str(error)
+        return type(error), _sorted_sets(str(error))
     return None, None
+
+
+def _sorted_sets(text):
+    """scikit-learn lists the allowed options of a parameter as a set, whose order varies
+    from process to process: compare them sorted."""
+    return re.sub(r"\{([^{}]*)\}",
+                  lambda m: "{" + ", ".join(sorted(m.group(1).split(", "))) + "}", text)
 
 
 def _estimator_pairs():
