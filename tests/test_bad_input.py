@@ -5,9 +5,9 @@ import warnings
 
 import numpy as np
 import pytest
-from conftest import random_problem
 
 import fastmlp
+from conftest import random_problem
 from fastmlp import notebook
 
 BACKENDS = ["numpy", "numba"]
