@@ -24,7 +24,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils import check_random_state, column_or_1d, shuffle
+from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
@@ -227,7 +227,7 @@ class _BaseMLP(BaseEstimator):
             self.n_iter_ = 0
             for _ in epochs:
                 if self.shuffle:
-                    sample_idx = shuffle(sample_idx, random_state=self._random_state)
+                    sample_idx = _shuffled(sample_idx, self._random_state)
                 self.loss_ = solver.run_epoch(X_epoch, Y_epoch, sw_epoch, sample_idx)
                 self.coefs_, self.intercepts_ = solver.coefs, solver.intercepts
                 self.n_iter_ += 1
@@ -577,6 +577,15 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _shuffled(indices, random_state):
+    """``sklearn.utils.shuffle(indices, random_state=random_state)``, without its input
+    checks: the same draw from the random state (a permutation of ``arange(n)``, shuffled
+    in place) and the same result, for a fraction of the per-epoch cost."""
+    permutation = np.arange(indices.shape[0])
+    random_state.shuffle(permutation)
+    return indices[permutation]
 
 
 def _first_partial_fit_call(estimator, classes):
