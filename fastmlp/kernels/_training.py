@@ -191,9 +191,17 @@ def finish_and_step(
 def _finish_batch(
     theta, grad, sample_weight, order, start, stop, data_loss, n_coef_params, alpha, solver,
     state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+    last_phase,
 ):
-    """Normalise a batch's gradient, take one optimizer step; return (batch loss, step)."""
+    """Normalise a batch's gradient and take one optimizer step.
+
+    Returns the batch's share of scikit-learn's epoch loss (its loss times its length)
+    and the Adam step count. Profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip
+    both and return the raw data loss.
+    """
     t = theta.dtype.type
+    if last_phase < PHASE_UPDATE:
+        return float(data_loss), adam_step
     weight_sum = weight_sum_of(sample_weight, order, start, stop, t(stop - start))
     step_size = t(0)
     if solver == ADAM:
@@ -208,7 +216,8 @@ def _finish_batch(
         theta, grad, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
         momentum, nesterov, beta_1, beta_2, epsilon, step_size,
     )
-    return data_loss / weight_sum + penalty, adam_step
+    batch_loss = data_loss / weight_sum + penalty
+    return float(batch_loss) * (stop - start), adam_step
 
 
 # The two drivers below differ only in the batch gradient they call: one whole-epoch
@@ -238,15 +247,12 @@ def train_epochs_serial(
                 X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
                 use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
             )
-            if last_phase < PHASE_UPDATE:  # profiling: no normalisation, no step
-                accumulated += float(data_loss)
-                continue
-            batch_loss, adam_step = _finish_batch(
+            share, adam_step = _finish_batch(
                 theta, grads[0], sample_weight, order, start, stop, data_loss, int_off[0],
                 alpha, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-                beta_2, epsilon, adam_step,
+                beta_2, epsilon, adam_step, last_phase,
             )
-            accumulated += float(batch_loss) * (stop - start)
+            accumulated += share
         epoch_losses[epoch] = accumulated / n
     return adam_step
 
@@ -268,14 +274,11 @@ def train_epochs_parallel(
                 X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
                 use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
             )
-            if last_phase < PHASE_UPDATE:  # profiling: no normalisation, no step
-                accumulated += float(data_loss)
-                continue
-            batch_loss, adam_step = _finish_batch(
+            share, adam_step = _finish_batch(
                 theta, grads[0], sample_weight, order, start, stop, data_loss, int_off[0],
                 alpha, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-                beta_2, epsilon, adam_step,
+                beta_2, epsilon, adam_step, last_phase,
             )
-            accumulated += float(batch_loss) * (stop - start)
+            accumulated += share
         epoch_losses[epoch] = accumulated / n
     return adam_step
