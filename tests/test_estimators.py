@@ -259,3 +259,30 @@ def test_sample_weight_equivalence_with_sklearns_settings(kind):
     else:
         estimator = fastmlp.MLPRegressor(solver="sgd", tol=1e-2, random_state=42, max_iter=100)
     check_sample_weight_equivalence_on_dense_data(type(estimator).__name__, estimator)
+
+
+@pytest.mark.parametrize(
+    "fit_labels, labels",
+    [
+        ([0, 1], [1, 0, 0, 1]),  # binary: one column
+        ([3, 7, 9], [9, 3, 7, 7]),  # multiclass: one-hot
+        ([3, 7, 9], [9, 9, 3]),  # fitted on three classes, two present: still one-hot
+        (["ham", "spam"], ["spam", "ham", "spam"]),
+        (np.array([5, 2, 8], dtype=np.int32), np.array([8, 2], dtype=np.int32)),
+        ([1.0, 2.0, 4.0], [4.0, 1.0]),
+        ([0, 1], [1, 2]),  # an unknown label: LabelBinarizer's own answer
+    ],
+)
+def test_direct_label_binarization_is_labelbinarizers(fit_labels, labels):
+    from sklearn.preprocessing import LabelBinarizer
+    from sklearn.utils.multiclass import unique_labels
+
+    from fastmlp.estimators import _binarize, _unique_labels
+
+    binarizer = LabelBinarizer().fit(fit_labels)
+    labels = np.asarray(labels)
+    expected = binarizer.transform(labels).astype(bool)
+    result = _binarize(binarizer, labels)
+    assert result.dtype == bool
+    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(_unique_labels(labels), unique_labels(labels))
