@@ -21,7 +21,13 @@ Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
 import numpy as np
 from numba import njit
 
-from fastmlp.kernels._math import FASTMATH, activate_row, output_loss_and_delta, scale_by_derivative
+from fastmlp.kernels._math import (
+    FASTMATH,
+    activate,
+    output_activate,
+    output_loss_and_delta,
+    scale_by_derivative,
+)
 
 #: How far a profiling run goes (``fastmlp profile``): gather the batch's rows only, then
 #: also the forward pass, then also the backward pass; training runs all and updates.
@@ -32,7 +38,7 @@ PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
 NARROW_OUTPUTS = 8
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def workspace_offsets(units, tile):
     """Where the input rows and each layer's z, a and delta blocks start in a workspace.
 
@@ -60,40 +66,50 @@ def workspace_size(units, tile):
     return int(workspace_offsets(np.asarray(units, dtype=np.int64), tile)[-1])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _block(buffer, offset, rows, cols):
     return buffer[offset : offset + rows * cols].reshape((rows, cols))
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_loops(A, W, b, Z, rows):
     """Z[:rows] = A[:rows] @ W + b, row by row.
 
-    Four rows of W are folded into each pass over a row of Z, so that row is loaded and
-    stored a quarter as often; a group of four zero inputs (ReLU) is skipped.
+    The first ``fan_in % 4`` inputs are added with the bias in one pass over a row of Z
+    (a 2-input layer takes one pass, not three); the rest come four rows of W per pass,
+    so the row is loaded and stored a quarter as often, and a group of four zero inputs
+    (ReLU) is skipped.
     """
     fan_in, fan_out = W.shape
-    blocked = fan_in - fan_in % 4
+    first = fan_in % 4
     for i in range(rows):
         z = Z[i]
         a = A[i]
-        for j in range(fan_out):
-            z[j] = b[j]
-        for k in range(0, blocked, 4):
+        if first == 0:
+            for j in range(fan_out):
+                z[j] = b[j]
+        elif first == 1:
+            a0, w0 = a[0], W[0]
+            for j in range(fan_out):
+                z[j] = b[j] + a0 * w0[j]
+        elif first == 2:
+            a0, a1, w0, w1 = a[0], a[1], W[0], W[1]
+            for j in range(fan_out):
+                z[j] = b[j] + a0 * w0[j] + a1 * w1[j]
+        else:
+            a0, a1, a2, w0, w1, w2 = a[0], a[1], a[2], W[0], W[1], W[2]
+            for j in range(fan_out):
+                z[j] = b[j] + a0 * w0[j] + a1 * w1[j] + a2 * w2[j]
+        for k in range(first, fan_in, 4):
             a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
             if a0 == 0 and a1 == 0 and a2 == 0 and a3 == 0:
                 continue
             w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
             for j in range(fan_out):
                 z[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
-        for k in range(blocked, fan_in):
-            a_k = a[k]
-            w = W[k]
-            for j in range(fan_out):
-                z[j] += a_k * w[j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _grad_loops(A, D, G, g, rows):
     """G += A[:rows].T @ D[:rows] and g += D[:rows].sum(0).
 
@@ -123,7 +139,7 @@ def _grad_loops(A, D, G, g, rows):
                 gk[j] += a_ik * d[j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _backprop_loops(D, W, D_prev, rows):
     """D_prev[:rows] = D[:rows] @ W.T, each entry a contiguous dot product."""
     fan_in, fan_out = W.shape
@@ -137,7 +153,7 @@ def _backprop_loops(D, W, D_prev, rows):
             D_prev[i, k] = total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _transpose(W, WT):
     fan_in, fan_out = W.shape
     for k in range(fan_in):
@@ -145,7 +161,7 @@ def _transpose(W, WT):
             WT[j, k] = W[k, j]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_narrow(A, WT, b, Z, rows):
     """Z[:rows] = A[:rows] @ WT.T + b for few outputs: one contiguous dot per entry."""
     fan_out, fan_in = WT.shape
@@ -159,7 +175,7 @@ def _dense_narrow(A, WT, b, Z, rows):
             Z[i, j] = total
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _grad_narrow(A, D, GT, g, rows):
     """GT = D[:rows].T @ A[:rows] (the transposed gradient) and g += D[:rows].sum(0)."""
     fan_out, fan_in = GT.shape
@@ -176,7 +192,7 @@ def _grad_narrow(A, D, GT, g, rows):
                 gt[k] += d_ij * a[k]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _backprop_narrow(D, WT, D_prev, rows):
     """D_prev[:rows] = D[:rows] @ WT for few outputs: contiguous rows of WT, scaled and added."""
     fan_out, fan_in = WT.shape
@@ -191,7 +207,7 @@ def _backprop_narrow(D, WT, D_prev, rows):
                 d_prev[k] += d_ij * w[k]
 
 
-@njit(cache=True, fastmath=FASTMATH)
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def tile_gradient(
     X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
     hidden, output, tile, work, grad, scratch, overwrite, last_phase,
@@ -211,7 +227,6 @@ def tile_gradient(
     t = theta.dtype.type
     n_layers = units.shape[0] - 1
     z_off, a_off, d_off, t_off, _ = workspace_offsets(units, tile)
-    weighted = sample_weight.shape[0] > 0
     # Decided at run time, not by a literal flag: one compiled signature serves both.
     backward = Y.shape[0] > 0
 
@@ -247,15 +262,12 @@ def tile_gradient(
         else:
             _dense_loops(A, W, b, Z, rows)
         if layer < n_layers - 1:
-            for i in range(rows):
-                activate_row(hidden, Z[i], out[i])
+            activate(hidden, Z, out, rows)
         else:
-            D = _block(work, d_off[layer], tile, fan_out)
-            for i in range(rows):
-                row = order[start + i]
-                weight = sample_weight[row] if weighted else t(1)
-                y = Y[row] if backward else Z[i]  # forward only: the targets are not used
-                loss += weight * output_loss_and_delta(output, Z[i], y, weight, out[i], D[i])
+            output_activate(output, Z, out, rows)
+            if backward:
+                D = _block(work, d_off[layer], tile, fan_out)
+                loss = output_loss_and_delta(output, out, Y, order, start, sample_weight, D, rows)
         A = out
     if not backward or last_phase == PHASE_FORWARD:
         return loss
@@ -310,12 +322,11 @@ def tile_gradient(
                 _backprop_narrow(D, WT, D_prev, rows)
             else:
                 _backprop_loops(D, W, D_prev, rows)
-            for i in range(rows):
-                scale_by_derivative(hidden, Z_prev[i], A_in[i], D_prev[i])
+            scale_by_derivative(hidden, Z_prev, A_in, D_prev, rows)
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def forward_rows(X, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work, out):
     """out = the network's output for every row of X, tile by tile (forward pass only)."""
     n = X.shape[0]

@@ -18,7 +18,7 @@ SGD = 0
 ADAM = 1
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _chunk_gradient(
     X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
     hidden, output, tile, work, grad, scratch, last_phase,
@@ -36,14 +36,14 @@ def _chunk_gradient(
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _chunk_bounds(start, stop, n_chunks, chunk):
     size = (stop - start + n_chunks - 1) // n_chunks
     lo = min(start + chunk * size, stop)
     return lo, min(lo + size, stop)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def batch_gradient_serial(
     X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
     hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
@@ -56,12 +56,13 @@ def batch_gradient_serial(
     return chunk_losses[0]
 
 
-@njit(cache=True, parallel=True)
-def batch_gradient_parallel(
+@njit(cache=True, error_model="numpy", parallel=True)
+def _chunk_gradients_parallel(
     X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
     hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
-    """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order.
+    """One chunk of the batch per thread, each into its own ``grads[chunk]``, left unsummed;
+    returns the summed loss.
 
     Only for plans without BLAS layers: the chunks would share ``scratch``.
     """
@@ -72,24 +73,35 @@ def batch_gradient_parallel(
             X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off, use_blas,
             hidden, output, tile, works[chunk], grads[chunk], scratch, last_phase,
         )
-    return _sum_chunks(grads, chunk_losses)
-
-
-@njit(cache=True)
-def _sum_chunks(grads, chunk_losses):
-    """grads[0] += grads[1:], in chunk order; returns the summed loss."""
-    total = grads[0]
-    for chunk in range(1, grads.shape[0]):
-        part = grads[chunk]
-        for p in range(total.shape[0]):
-            total[p] += part[p]
     loss = chunk_losses[0]
-    for chunk in range(1, chunk_losses.shape[0]):
+    for chunk in range(1, n_chunks):
         loss += chunk_losses[chunk]
     return loss
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
+def batch_gradient_parallel(
+    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
+    hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+):
+    """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order."""
+    loss = _chunk_gradients_parallel(
+        X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
+        hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    )
+    total = grads[0]
+    for chunk in range(1, grads.shape[0]):
+        _add_to(total, grads[chunk], 0, total.shape[0])
+    return loss
+
+
+@njit(cache=True, error_model="numpy")
+def _add_to(total, part, lo, hi):
+    for p in range(lo, hi):
+        total[p] += part[p]
+
+
+@njit(cache=True, error_model="numpy")
 def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
     """scikit-learn's normalisation: (A.T @ delta + alpha * W) / n and delta.sum(0) / n.
 
@@ -105,7 +117,7 @@ def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
     return t(0.5) * alpha * squared_norm / weight_sum
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def weight_sum_of(sample_weight, order, start, stop, default):
     if sample_weight.shape[0] == 0:
         return default
@@ -115,7 +127,7 @@ def weight_sum_of(sample_weight, order, start, stop, default):
     return total
 
 
-@njit(cache=True, fastmath={"reassoc", "contract", "nsz"})
+@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
 def _squared_norm(values):
     total = values.dtype.type(0)
     for p in range(values.shape[0]):
@@ -126,7 +138,7 @@ def _squared_norm(values):
 # No fastmath in the updates: they must round exactly as scikit-learn's NumPy code does.
 # Each loop is branch-free inside, so LLVM vectorizes it (division and sqrt included)
 # without changing a single rounding.
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _sgd_step(theta, grad, velocity, scale, alpha, learning_rate, momentum, nesterov):
     if nesterov:
         for p in range(theta.shape[0]):
@@ -142,7 +154,7 @@ def _sgd_step(theta, grad, velocity, scale, alpha, learning_rate, momentum, nest
             theta[p] = theta[p] + v
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _adam_step(theta, grad, m, v, scale, alpha, step_size, beta_1, beta_2, epsilon):
     """Adam in three loops, ``grad`` reused as scratch: LLVM's cost model leaves a loop
     with a square root among other work scalar, but vectorizes a loop of square roots
@@ -160,7 +172,7 @@ def _adam_step(theta, grad, m, v, scale, alpha, step_size, beta_1, beta_2, epsil
         theta[p] = theta[p] + -step_size * m[p] / (grad[p] + epsilon)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def finish_and_step(
     theta, grad, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
     momentum, nesterov, beta_1, beta_2, epsilon, step_size,
@@ -187,21 +199,42 @@ def finish_and_step(
     return penalty
 
 
-@njit(cache=True)
-def _finish_batch(
-    theta, grad, sample_weight, order, start, stop, data_loss, n_coef_params, alpha, solver,
-    state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
-    last_phase,
+@njit(cache=True, error_model="numpy", parallel=True)
+def _sum_and_step_parallel(
+    theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
 ):
-    """Normalise a batch's gradient and take one optimizer step.
+    """``grads[0] += grads[1:]`` (in chunk order) and :func:`finish_and_step`, one slice of
+    the parameters per thread; returns the penalty, summed over the slices.
 
-    Returns the batch's share of scikit-learn's epoch loss (its loss times its length)
-    and the Adam step count. Profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip
-    both and return the raw data loss.
+    Both threads work from the end of one batch's gradient to the start of the next,
+    instead of one updating while the other waits: a waiting thread spins, and on these
+    2-core machines that makes the update several times slower than in a serial run.
     """
-    t = theta.dtype.type
-    if last_phase < PHASE_UPDATE:
-        return float(data_loss), adam_step
+    n_chunks = grads.shape[0]
+    total = grads[0]
+    for chunk in prange(n_chunks):
+        lo, hi = _chunk_bounds(0, theta.shape[0], n_chunks, chunk)
+        for other in range(1, n_chunks):
+            _add_to(total, grads[other], lo, hi)
+        n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
+        penalties[chunk] = finish_and_step(
+            theta[lo:hi], total[lo:hi], n_coefs, alpha, weight_sum, solver, state_1[lo:hi],
+            state_2[lo:hi], learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+            step_size,
+        )
+    penalty = penalties[0]
+    for chunk in range(1, n_chunks):
+        penalty += penalties[chunk]
+    return penalty
+
+
+@njit(cache=True, error_model="numpy")
+def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
+                 adam_step):
+    """A batch's weight sum (its length, unweighted), and for Adam the step count and
+    the bias-corrected step size, as scikit-learn computes them."""
+    t = sample_weight.dtype.type
     weight_sum = weight_sum_of(sample_weight, order, start, stop, t(stop - start))
     step_size = t(0)
     if solver == ADAM:
@@ -212,17 +245,15 @@ def _finish_batch(
             * np.sqrt(1.0 - float(beta_2) ** adam_step)
             / (1.0 - float(beta_1) ** adam_step)
         )
-    penalty = finish_and_step(
-        theta, grad, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
-        momentum, nesterov, beta_1, beta_2, epsilon, step_size,
-    )
-    batch_loss = data_loss / weight_sum + penalty
-    return float(batch_loss) * (stop - start), adam_step
+    return weight_sum, step_size, adam_step
 
 
-# The two drivers below differ only in the batch gradient they call: one whole-epoch
-# loop each, so that a serial plan never compiles (or caches) the parallel region.
-@njit(cache=True)
+# The two drivers below differ only in how a batch's gradient and step run: one
+# whole-epoch loop each, so that a serial plan never compiles (or caches) the parallel
+# regions. Each batch's share of scikit-learn's epoch loss is its loss times its length;
+# profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw
+# data loss.
+@njit(cache=True, error_model="numpy")
 def train_epochs_serial(
     X, Y, sample_weight, order, batch_size, n_epochs, theta, units, coef_off, int_off,
     use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
@@ -247,38 +278,52 @@ def train_epochs_serial(
                 X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
                 use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
             )
-            share, adam_step = _finish_batch(
-                theta, grads[0], sample_weight, order, start, stop, data_loss, int_off[0],
-                alpha, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-                beta_2, epsilon, adam_step, last_phase,
+            if last_phase < PHASE_UPDATE:
+                accumulated += float(data_loss)
+                continue
+            weight_sum, step_size, adam_step = _batch_scale(
+                sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
+                adam_step,
             )
-            accumulated += share
+            penalty = finish_and_step(
+                theta, grads[0], int_off[0], alpha, weight_sum, solver, state_1, state_2,
+                learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+            )
+            accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
     return adam_step
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def train_epochs_parallel(
     X, Y, sample_weight, order, batch_size, n_epochs, theta, units, coef_off, int_off,
     use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
     solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
     adam_step, epoch_losses, last_phase,
 ):
-    """As :func:`train_epochs_serial`, each batch split across threads."""
+    """As :func:`train_epochs_serial`, each batch's gradient and step split across
+    threads (``chunk_losses`` holds the chunks' losses, then their penalties)."""
     n = order.shape[0]
     for epoch in range(n_epochs):
         accumulated = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            data_loss = batch_gradient_parallel(
+            data_loss = _chunk_gradients_parallel(
                 X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
                 use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
             )
-            share, adam_step = _finish_batch(
-                theta, grads[0], sample_weight, order, start, stop, data_loss, int_off[0],
-                alpha, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-                beta_2, epsilon, adam_step, last_phase,
+            if last_phase < PHASE_UPDATE:
+                accumulated += float(data_loss)
+                continue
+            weight_sum, step_size, adam_step = _batch_scale(
+                sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
+                adam_step,
             )
-            accumulated += share
+            penalty = _sum_and_step_parallel(
+                theta, grads, int_off[0], alpha, weight_sum, solver, state_1, state_2,
+                learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+                chunk_losses,
+            )
+            accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
     return adam_step
