@@ -4,6 +4,11 @@ import threading
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from numba import config
+
+import fastmlp
 from conftest import (
     ALL_ACTIVATIONS,
     ALL_OUTPUTS,
@@ -11,11 +16,6 @@ from conftest import (
     random_targets,
     relative_error,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from numba import config
-
-import fastmlp
 from fastmlp import kernels, optim, reference
 from fastmlp.kernels import FlatNetwork, Trainer, _math
 
@@ -92,8 +92,11 @@ EXECUTION_PATHS = {
     "serial loops": ([5, 9, 3], 37, 1, dict(parallel=False, blas=False)),
     "parallel loops": ([6, 40, 20, 4], 301, 2, dict(parallel=True, blas=False)),
     "parallel, short batch": ([3, 5, 2], 33, 2, dict(parallel=True, blas=False)),
-    "blas": ([200, 256, 12], 70, 2, dict(parallel=False, blas=True)),
-    "blas and loops": ([3, 200, 256, 4], 70, 2, dict(parallel=False, blas=True)),
+    "blas": ([200, 256, 12], 70, 1, dict(parallel=False, blas=True)),
+    "blas in each thread": ([200, 256, 12], 70, 2, dict(parallel=True, blas=True)),
+    "blas and loops": ([3, 200, 256, 4], 70, 2, dict(parallel=True, blas=True)),
+    # Chunks of 550 rows: two BLAS tiles each, the second added through its scratch.
+    "blas, several tiles a chunk": ([30, 200, 256, 3], 1100, 2, dict(parallel=True, blas=True)),
 }
 
 
@@ -195,19 +198,18 @@ def test_same_thread_count_gives_bitwise_identical_weights():
 
 
 @two_threads
-def test_calls_from_four_python_threads_give_the_serial_results():
-    coefs, intercepts, X, Y, _ = make_problem(13, [10, 64, 32, 3], 1000, "softmax")
+@pytest.mark.parametrize("units", [[10, 64, 32, 3], [150, 256, 12]], ids=["loops", "blas"])
+def test_calls_from_four_python_threads_give_the_serial_results(units):
+    """Concurrent calls give what one call from one thread gives, bitwise (BLAS plans:
+    what one call from a thread other than the main one gives, see kernels.plan)."""
+    coefs, intercepts, X, Y, _ = make_problem(13, units, 1000, "softmax")
     network = FlatNetwork.from_arrays(coefs, intercepts)
-    expected_weights = train_copy(network, X, Y, n_threads=2)
-    expected_grads = kernels.loss_and_gradients(coefs, intercepts, X, Y, "relu", "softmax",
-                                                0.1, None, 2)
-    barrier = threading.Barrier(4)
-    results, errors = [None] * 4, []
+    results, errors = [None] * 5, []
 
-    def work(slot):
+    def work(slot, barrier, repeats):
         try:
             barrier.wait()
-            for _ in range(3):
+            for _ in range(repeats):
                 weights = train_copy(network, X, Y, n_threads=2)
                 grads = kernels.loss_and_gradients(coefs, intercepts, X, Y, "relu", "softmax",
                                                    0.1, None, 2)
@@ -215,7 +217,12 @@ def test_calls_from_four_python_threads_give_the_serial_results():
         except Exception as error:  # surfaced in the main thread below
             errors.append(error)
 
-    threads = [threading.Thread(target=work, args=(slot,)) for slot in range(4)]
+    alone = threading.Thread(target=work, args=(4, threading.Barrier(1), 1))
+    alone.start()
+    alone.join(timeout=300)
+    expected_weights, expected_grads = results.pop()
+    barrier = threading.Barrier(4)
+    threads = [threading.Thread(target=work, args=(slot, barrier, 3)) for slot in range(4)]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -270,3 +277,18 @@ def test_tanh_is_numpys(dtype, rng):
     out = np.empty_like(specials)
     _math.activate(_math.TANH, specials, out, 4)
     np.testing.assert_array_equal(out.ravel(), [np.nan, 1.0, -1.0, 0.0])
+
+
+@two_threads
+def test_blas_in_threads_restores_blas_threads():
+    """A parallel plan with BLAS layers holds BLAS to one thread only while it runs."""
+    from threadpoolctl import threadpool_info
+
+    def blas_threads():
+        return sorted(lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas")
+
+    before = blas_threads()
+    problem = make_problem(5, [200, 256, 12], 70, "softmax")
+    assert kernels.plan([200, 256, 12], 70, 2).parallel
+    assert_engines_agree(problem, "relu", "softmax", 0.0, False, 2, 1e-10)
+    assert blas_threads() == before

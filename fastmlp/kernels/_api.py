@@ -6,7 +6,7 @@ import numpy as np
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _layers, _training
-from fastmlp.kernels._threads import parallel_section, resolve_n_threads
+from fastmlp.kernels._threads import in_main_thread, parallel_section, resolve_n_threads
 
 #: Rows per tile for the loop kernels: a tile's activations stay in L1/L2 cache.
 LOOP_TILE_ROWS = 64
@@ -86,9 +86,11 @@ class Plan:
 def plan(units, batch_rows, n_threads=None):
     """Choose BLAS or loops per layer, serial or parallel, and the tile size.
 
-    Wide layers (at least ``BLAS_MIN_WEIGHTS`` weights) go to BLAS, which then uses the
-    threads itself, and so do the plan's mid-sized layers; otherwise the fused loops run,
-    split across threads when each thread gets at least ``MIN_ROWS_PER_THREAD`` rows.
+    Wide layers (at least ``BLAS_MIN_WEIGHTS`` weights) go to BLAS, and so do the plan's
+    mid-sized layers; the others run on the fused loops. The batch is split across
+    threads when each thread gets at least ``MIN_ROWS_PER_THREAD`` rows, each thread
+    calling single-threaded BLAS on its own rows (on small products BLAS's own threads
+    wait on each other, and the work between the products runs in parallel too).
     The thresholds were measured on the workloads of ``benchmarks/workloads.py``.
     """
     n_threads = resolve_n_threads(n_threads)
@@ -97,8 +99,13 @@ def plan(units, batch_rows, n_threads=None):
     use_blas = (weights >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16)
     if use_blas.any():
         use_blas = weights >= BLAS_MIN_WEIGHTS_IN_BLAS_PLAN
+    # BLAS layers inside threads need BLAS held to one thread of its own, and OpenBLAS
+    # applies that limit only when it is set from the main thread: from other threads
+    # BLAS plans run serially, on BLAS's own threads.
     parallel = bool(
-        n_threads > 1 and not use_blas.any() and batch_rows >= MIN_ROWS_PER_THREAD * n_threads
+        n_threads > 1
+        and batch_rows >= MIN_ROWS_PER_THREAD * n_threads
+        and (not use_blas.any() or in_main_thread())
     )
     n_chunks = n_threads if parallel else 1
     rows_per_chunk = -(-batch_rows // n_chunks)
@@ -115,7 +122,7 @@ class Workspace:
         self.works = np.zeros((run_plan.n_chunks, size), dtype=dtype)
         self.grads = np.zeros((run_plan.n_chunks, network.n_params), dtype=dtype)
         blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
-        self.scratch = np.zeros(max(1, int(blas_layers.max())), dtype=dtype)
+        self.scratch = np.zeros((run_plan.n_chunks, max(1, int(blas_layers.max()))), dtype=dtype)
         self.chunk_losses = np.zeros(run_plan.n_chunks, dtype=dtype)
 
 
@@ -152,7 +159,7 @@ def loss_and_gradients(
         _training.batch_gradient_parallel if run_plan.parallel else _training.batch_gradient_serial
     )
     order = np.arange(n, dtype=np.int64)
-    with parallel_section(run_plan.n_threads):
+    with parallel_section(run_plan.n_threads, run_plan.parallel and run_plan.use_blas.any()):
         data_loss = batch_gradient(
             X, Y, sample_weight, order, 0, n, network.theta, network.units, network.coef_off,
             network.int_off, run_plan.use_blas, hidden, out, run_plan.tile, work.works,
@@ -213,10 +220,11 @@ class Trainer:
         self._plans = {}
 
     def _plan_for(self, batch_rows):
-        if batch_rows not in self._plans:
+        key = (batch_rows, in_main_thread())  # see plan(): BLAS plans depend on the thread
+        if key not in self._plans:
             run_plan = plan(self.network.units, batch_rows, self.n_threads)
-            self._plans[batch_rows] = (run_plan, Workspace(self.network, run_plan))
-        return self._plans[batch_rows]
+            self._plans[key] = (run_plan, Workspace(self.network, run_plan))
+        return self._plans[key]
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
                    last_phase=_layers.PHASE_UPDATE):
@@ -237,7 +245,7 @@ class Trainer:
         train_epochs = (
             _training.train_epochs_parallel if run_plan.parallel else _training.train_epochs_serial
         )
-        with parallel_section(run_plan.n_threads):
+        with parallel_section(run_plan.n_threads, run_plan.parallel and run_plan.use_blas.any()):
             self.adam_step = train_epochs(
                 X, Y, sample_weight, order, batch_size, n_epochs, self.network.theta,
                 self.network.units, self.network.coef_off, self.network.int_off,

@@ -39,6 +39,10 @@ def _layer_is_thread_safe():
         return config.THREADING_LAYER in ("threadsafe", "tbb", "omp")
 
 
+def in_main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
 def resolve_n_threads(n_threads):
     """The number of threads to use: all of Numba's by default, at most that many."""
     available = config.NUMBA_NUM_THREADS
@@ -51,9 +55,41 @@ def resolve_n_threads(n_threads):
     return min(n_threads, available)
 
 
+_BLAS_LOCK = threading.Lock()
+_blas = {"controller": None, "limit": None, "users": 0}
+
+
+def _limit_blas():
+    """Hold BLAS to one thread until the matching :func:`_unlimit_blas`; nests and is
+    shared across Python threads (the first to enter sets the limit, the last lifts it)."""
+    with _BLAS_LOCK:
+        if _blas["controller"] is None:
+            import scipy.linalg.cython_blas  # noqa: F401  (Numba's BLAS, loaded first)
+            from threadpoolctl import ThreadpoolController
+
+            _blas["controller"] = ThreadpoolController()  # finds the libraries once
+        if _blas["users"] == 0:
+            _blas["limit"] = _blas["controller"].limit(limits=1, user_api="blas")
+        _blas["users"] += 1
+
+
+def _unlimit_blas():
+    with _BLAS_LOCK:
+        _blas["users"] -= 1
+        if _blas["users"] == 0:
+            _blas["limit"].restore_original_limits()
+
+
 @contextmanager
-def parallel_section(n_threads):
-    """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after."""
+def parallel_section(n_threads, blas_in_threads=False):
+    """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after.
+
+    With ``blas_in_threads`` every thread calls BLAS itself, so BLAS is held to one thread
+    of its own meanwhile (the first section to start sets the limit, the last to end
+    lifts it).
+    """
+    if blas_in_threads:
+        _limit_blas()
     previous = numba.get_num_threads()
     numba.set_num_threads(n_threads)
     lock = None if _layer_is_thread_safe() else _PARALLEL_LOCK
@@ -65,3 +101,5 @@ def parallel_section(n_threads):
         if lock is not None:
             lock.release()
         numba.set_num_threads(previous)
+        if blas_in_threads:
+            _unlimit_blas()

@@ -51,7 +51,7 @@ def batch_gradient_serial(
     """Unnormalised gradient of rows ``order[start:stop]`` into ``grads[0]``; one thread."""
     chunk_losses[0] = _chunk_gradient(
         X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-        hidden, output, tile, works[0], grads[0], scratch, last_phase,
+        hidden, output, tile, works[0], grads[0], scratch[0], last_phase,
     )
     return chunk_losses[0]
 
@@ -62,16 +62,14 @@ def _chunk_gradients_parallel(
     hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """One chunk of the batch per thread, each into its own ``grads[chunk]``, left unsummed;
-    returns the summed loss.
-
-    Only for plans without BLAS layers: the chunks would share ``scratch``.
-    """
+    returns the summed loss. BLAS layers call BLAS from each thread (limited to one thread
+    of its own by the caller, see ``fastmlp.kernels._threads``)."""
     n_chunks = grads.shape[0]
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
         chunk_losses[chunk] = _chunk_gradient(
             X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off, use_blas,
-            hidden, output, tile, works[chunk], grads[chunk], scratch, last_phase,
+            hidden, output, tile, works[chunk], grads[chunk], scratch[chunk], last_phase,
         )
     loss = chunk_losses[0]
     for chunk in range(1, n_chunks):
@@ -136,8 +134,8 @@ def _squared_norm(values):
 
 
 # No fastmath in the updates: they must round exactly as scikit-learn's NumPy code does.
-# Each loop is branch-free inside, so LLVM vectorizes it (division and sqrt included)
-# without changing a single rounding.
+# Each loop is branch-free inside (NumPy's error model: no zero-division check), so LLVM
+# vectorizes it, division and sqrt included, without changing a single rounding.
 @njit(cache=True, error_model="numpy")
 def _sgd_step(theta, grad, velocity, scale, alpha, learning_rate, momentum, nesterov):
     if nesterov:
@@ -156,20 +154,14 @@ def _sgd_step(theta, grad, velocity, scale, alpha, learning_rate, momentum, nest
 
 @njit(cache=True, error_model="numpy")
 def _adam_step(theta, grad, m, v, scale, alpha, step_size, beta_1, beta_2, epsilon):
-    """Adam in three loops, ``grad`` reused as scratch: LLVM's cost model leaves a loop
-    with a square root among other work scalar, but vectorizes a loop of square roots
-    alone, which makes the three passes faster than one."""
     one = theta.dtype.type(1)
     for p in range(theta.shape[0]):
         g = (grad[p] + alpha * theta[p]) / scale
-        m[p] = beta_1 * m[p] + (one - beta_1) * g
+        m_p = beta_1 * m[p] + (one - beta_1) * g
         v_p = beta_2 * v[p] + (one - beta_2) * (g * g)
+        m[p] = m_p
         v[p] = v_p
-        grad[p] = v_p
-    for p in range(theta.shape[0]):
-        grad[p] = np.sqrt(grad[p])
-    for p in range(theta.shape[0]):
-        theta[p] = theta[p] + -step_size * m[p] / (grad[p] + epsilon)
+        theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + epsilon)
 
 
 @njit(cache=True, error_model="numpy")
