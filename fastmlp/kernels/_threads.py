@@ -5,11 +5,14 @@ parallel regions at once. Unless the user chose a layer (``NUMBA_THREADING_LAYER
 fastmlp asks for a thread-safe one (TBB or OpenMP); where neither can be loaded, parallel
 sections take a process-wide lock instead. ``tests/test_kernels.py`` calls the engine
 from four Python threads at once.
+
+Plans whose threads call BLAS themselves hold BLAS to one thread of its own while they
+run (threadpoolctl), and give it back its thread count after.
 """
 
 import os
 import threading
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 import numba
 from numba import config
@@ -88,18 +91,13 @@ def parallel_section(n_threads, blas_in_threads=False):
     of its own meanwhile (the first section to start sets the limit, the last to end
     lifts it).
     """
-    if blas_in_threads:
-        _limit_blas()
-    previous = numba.get_num_threads()
-    numba.set_num_threads(n_threads)
-    lock = None if _layer_is_thread_safe() else _PARALLEL_LOCK
-    if lock is not None:
-        lock.acquire()
-    try:
-        yield
-    finally:
-        if lock is not None:
-            lock.release()
-        numba.set_num_threads(previous)
+    with ExitStack() as stack:
         if blas_in_threads:
-            _unlimit_blas()
+            _limit_blas()
+            stack.callback(_unlimit_blas)
+        previous = numba.get_num_threads()
+        numba.set_num_threads(n_threads)
+        stack.callback(numba.set_num_threads, previous)
+        if not _layer_is_thread_safe():
+            stack.enter_context(_PARALLEL_LOCK)
+        yield
