@@ -480,10 +480,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         y_pred = self._forward_pass_fast(X, check_input=check_input)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
-        return self._label_binarizer.inverse_transform(y_pred)
+        return _labels_of(self._label_binarizer, y_pred)
 
     def _score(self, X, y, sample_weight=None):
-        return self._score_with_function(X, y, sample_weight, accuracy_score)
+        return self._score_with_function(X, y, sample_weight, _accuracy)
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
@@ -618,6 +618,36 @@ def _binarize(binarizer, y):
             one_hot[np.arange(y.shape[0]), index] = True
             return one_hot
     return binarizer.transform(y).astype(bool)
+
+
+def _labels_of(binarizer, y_pred):
+    """``binarizer.inverse_transform(y_pred)`` for the network's dense outputs.
+
+    One output column (two classes) is thresholded at 0.5 and several take their
+    argmax, as ``LabelBinarizer`` does, without its checks: predicting, and scoring
+    the validation set after every epoch of early stopping, cost a fraction of what
+    they did on small data. Multilabel outputs go through ``LabelBinarizer``.
+    """
+    classes = binarizer.classes_
+    if not binarizer.sparse_input_ and binarizer.pos_label == 1 and binarizer.neg_label == 0:
+        if binarizer.y_type_ == "multiclass" and y_pred.ndim == 2:
+            return classes.take(y_pred.argmax(axis=1), mode="clip")
+        if binarizer.y_type_ == "binary" and y_pred.ndim == 1 and len(classes) == 2:
+            return classes[(y_pred > 0.5).astype(np.intp)]
+    return binarizer.inverse_transform(y_pred)
+
+
+def _accuracy(y_true, y_pred, sample_weight=None):
+    """``accuracy_score``; labels in one column of one plain dtype skip its checks of
+    the targets (the validation score of every early-stopping epoch)."""
+    if (
+        y_true.ndim == 1
+        and y_pred.shape == y_true.shape
+        and y_true.dtype == y_pred.dtype
+        and y_true.dtype.kind in "biuU"
+    ):
+        return float(np.average(y_true == y_pred, weights=sample_weight))
+    return accuracy_score(y_true, y_pred, sample_weight=sample_weight)
 
 
 def _first_partial_fit_call(estimator, classes):

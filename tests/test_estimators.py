@@ -286,3 +286,29 @@ def test_direct_label_binarization_is_labelbinarizers(fit_labels, labels):
     assert result.dtype == bool
     np.testing.assert_array_equal(result, expected)
     np.testing.assert_array_equal(_unique_labels(labels), unique_labels(labels))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("classes", [[0, 1], ["no", "yes"], [3, 7, 9], ["a", "b", "c", "d"]])
+def test_direct_labels_and_accuracy_are_scikit_learns(classes, dtype, rng):
+    from sklearn.metrics import accuracy_score
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastmlp.estimators import _accuracy, _labels_of
+
+    binarizer = LabelBinarizer().fit(classes)
+    n_columns = 1 if len(classes) == 2 else len(classes)
+    outputs = rng.uniform(0, 1, (50, n_columns)).astype(dtype)
+    outputs[:5] = 0.5  # ties: the threshold itself, and equal scores across classes
+    if n_columns == 1:
+        outputs = outputs.ravel()
+    labels = _labels_of(binarizer, outputs)
+    np.testing.assert_array_equal(labels, binarizer.inverse_transform(outputs))
+    assert labels.dtype == binarizer.classes_.dtype
+
+    truth = np.asarray(classes)[rng.integers(0, len(classes), 50)]
+    weights = rng.uniform(0.1, 2.0, 50)
+    for sample_weight in (None, weights):
+        assert _accuracy(truth, labels, sample_weight) == accuracy_score(
+            truth, labels, sample_weight=sample_weight
+        )
