@@ -172,7 +172,6 @@ def _xlogy(x, y):
 def output_activate(code, Z, A, rows):
     """A[:rows] = the output activation of Z[:rows] (softmax per row)."""
     t = Z.dtype.type
-    one = t(1)
     n = Z.shape[1]
     if code == OUT_SOFTMAX:
         for i in range(rows):
@@ -185,18 +184,12 @@ def output_activate(code, Z, A, rows):
                 total += A[i, j]
             for j in range(n):
                 A[i, j] /= total
-    elif code == OUT_LOGISTIC:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = one / (one + np.exp(-Z[i, j]))
     elif code == OUT_EXP:
         for i in range(rows):
             for j in range(n):
                 A[i, j] = np.exp(Z[i, j])
-    else:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = Z[i, j]
+    else:  # the hidden activations of the same names
+        activate(LOGISTIC if code == OUT_LOGISTIC else IDENTITY, Z, A, rows)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
