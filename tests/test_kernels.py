@@ -17,7 +17,7 @@ from conftest import (
     relative_error,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _math
+from fastmlp.kernels import FlatNetwork, Trainer, _layers, _math
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -242,6 +242,33 @@ def test_predict_equals_reference_forward():
     got = kernels.predict(network, X, "silu", "softmax")
     _, activations = reference.forward(coefs, intercepts, X, "silu", "softmax")
     assert relative_error(got, activations[-1]) <= 1e-12
+
+
+@fast_inputs
+def test_loop_products_for_every_remainder(rng):
+    """The loop kernels work in blocks of four rows and two or four inputs; every
+    remainder of rows and inputs, and blocks of zero inputs (skipped), give NumPy's
+    products."""
+    for fan_in in range(1, 10):
+        for rows in range(1, 10):
+            for fan_out in (1, 3, 17):
+                A = rng.standard_normal((rows + 2, fan_in))
+                A[:, ::3] = 0.0  # ReLU zeros: whole blocks of them for small fan_in
+                W = rng.standard_normal((fan_in, fan_out))
+                b = rng.standard_normal(fan_out)
+                D = rng.standard_normal((rows + 2, fan_out))
+                Z = np.full((rows + 2, fan_out), np.nan)
+                _layers._dense_loops(A, W, b, Z, rows)
+                np.testing.assert_allclose(Z[:rows], A[:rows] @ W + b, rtol=1e-13, atol=1e-13)
+                assert np.isnan(Z[rows:]).all()  # rows past the tile's are left alone
+                G, g = rng.standard_normal((fan_in, fan_out)), rng.standard_normal(fan_out)
+                expected_G, expected_g = G + A[:rows].T @ D[:rows], g + D[:rows].sum(0)
+                _layers._grad_loops(A, D, G, g, rows)
+                np.testing.assert_allclose(G, expected_G, rtol=1e-13, atol=1e-13)
+                np.testing.assert_allclose(g, expected_g, rtol=1e-13, atol=1e-13)
+                D_prev = np.full((rows + 2, fan_in), np.nan)
+                _layers._backprop_loops(D, W, D_prev, rows)
+                np.testing.assert_allclose(D_prev[:rows], D[:rows] @ W.T, rtol=1e-13, atol=1e-13)
 
 
 @fast_inputs

@@ -73,58 +73,96 @@ def _block(buffer, offset, rows, cols):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_loops(A, W, b, Z, rows):
-    """Z[:rows] = A[:rows] @ W + b, row by row.
+    """Z[:rows] = A[:rows] @ W + b, four rows at a time.
 
-    The first ``fan_in % 4`` inputs are added with the bias in one pass over a row of Z
-    (a 2-input layer takes one pass, not three); the rest come four rows of W per pass,
-    so the row is loaded and stored a quarter as often, and a group of four zero inputs
-    (ReLU) is skipped.
+    Each pass over four rows of Z adds four inputs to each: sixteen multiply-adds for
+    eight loads, where one row at a time needed twenty. The four values of W are loaded
+    once, before the stores: written as four expressions on ``w0[j]`` and so on, LLVM
+    reloads them after every store to Z, which might alias W (measured: twice as slow).
+    The first ``fan_in % 4`` inputs are added with the bias (a 2-input layer takes one
+    pass, not three).
     """
     fan_in, fan_out = W.shape
     first = fan_in % 4
-    for i in range(rows):
-        z = Z[i]
-        a = A[i]
-        if first == 0:
-            for j in range(fan_out):
-                z[j] = b[j]
-        elif first == 1:
-            a0, w0 = a[0], W[0]
-            for j in range(fan_out):
-                z[j] = b[j] + a0 * w0[j]
-        elif first == 2:
-            a0, a1, w0, w1 = a[0], a[1], W[0], W[1]
-            for j in range(fan_out):
-                z[j] = b[j] + a0 * w0[j] + a1 * w1[j]
-        else:
-            a0, a1, a2, w0, w1, w2 = a[0], a[1], a[2], W[0], W[1], W[2]
-            for j in range(fan_out):
-                z[j] = b[j] + a0 * w0[j] + a1 * w1[j] + a2 * w2[j]
+    blocked = rows - rows % 4
+    for i in range(0, blocked, 4):
+        _dense_start(A, W, b, Z, i, 4, first)
+        z0, z1, z2, z3 = Z[i], Z[i + 1], Z[i + 2], Z[i + 3]
         for k in range(first, fan_in, 4):
-            a0, a1, a2, a3 = a[k], a[k + 1], a[k + 2], a[k + 3]
-            if a0 == 0 and a1 == 0 and a2 == 0 and a3 == 0:
-                continue
+            w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
+            a00, a01, a02, a03 = A[i, k], A[i, k + 1], A[i, k + 2], A[i, k + 3]
+            a10, a11, a12, a13 = A[i + 1, k], A[i + 1, k + 1], A[i + 1, k + 2], A[i + 1, k + 3]
+            a20, a21, a22, a23 = A[i + 2, k], A[i + 2, k + 1], A[i + 2, k + 2], A[i + 2, k + 3]
+            a30, a31, a32, a33 = A[i + 3, k], A[i + 3, k + 1], A[i + 3, k + 2], A[i + 3, k + 3]
+            for j in range(fan_out):
+                x0, x1, x2, x3 = w0[j], w1[j], w2[j], w3[j]
+                z0[j] += a00 * x0 + a01 * x1 + a02 * x2 + a03 * x3
+                z1[j] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
+                z2[j] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
+                z3[j] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
+    _dense_start(A, W, b, Z, blocked, rows - blocked, first)
+    for i in range(blocked, rows):
+        z = Z[i]
+        for k in range(first, fan_in, 4):
+            a0, a1, a2, a3 = A[i, k], A[i, k + 1], A[i, k + 2], A[i, k + 3]
             w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
             for j in range(fan_out):
                 z[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _dense_start(A, W, b, Z, start, rows, first):
+    """Z[start:start + rows] = b + the first ``first`` (0 to 3) inputs' products."""
+    fan_out = W.shape[1]
+    for i in range(start, start + rows):
+        z = Z[i]
+        if first == 0:
+            for j in range(fan_out):
+                z[j] = b[j]
+        elif first == 1:
+            a0, w0 = A[i, 0], W[0]
+            for j in range(fan_out):
+                z[j] = b[j] + a0 * w0[j]
+        elif first == 2:
+            a0, a1, w0, w1 = A[i, 0], A[i, 1], W[0], W[1]
+            for j in range(fan_out):
+                z[j] = b[j] + a0 * w0[j] + a1 * w1[j]
+        else:
+            a0, a1, a2, w0, w1, w2 = A[i, 0], A[i, 1], A[i, 2], W[0], W[1], W[2]
+            for j in range(fan_out):
+                z[j] = b[j] + a0 * w0[j] + a1 * w1[j] + a2 * w2[j]
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _grad_loops(A, D, G, g, rows):
     """G += A[:rows].T @ D[:rows] and g += D[:rows].sum(0).
 
-    Four rows of the batch are folded into each pass over a row of G (see _dense_loops).
+    Blocks of four rows of the batch and two rows of G: each pass loads the four rows
+    of D once for eight multiply-adds. (Four rows of G per pass measured slower: the
+    stores to them make the loads of D wait.) A block whose eight inputs are all zero
+    (ReLU) is skipped.
     """
     fan_in, fan_out = G.shape
     blocked = rows - rows % 4
+    pairs = fan_in - fan_in % 2
     for i in range(0, blocked, 4):
         d0, d1, d2, d3 = D[i], D[i + 1], D[i + 2], D[i + 3]
         for j in range(fan_out):
             g[j] += d0[j] + d1[j] + d2[j] + d3[j]
-        for k in range(fan_in):
+        for k in range(0, pairs, 2):
             a0, a1, a2, a3 = A[i, k], A[i + 1, k], A[i + 2, k], A[i + 3, k]
-            if a0 == 0 and a1 == 0 and a2 == 0 and a3 == 0:
+            b0, b1, b2, b3 = A[i, k + 1], A[i + 1, k + 1], A[i + 2, k + 1], A[i + 3, k + 1]
+            if (a0 == 0 and a1 == 0 and a2 == 0 and a3 == 0
+                    and b0 == 0 and b1 == 0 and b2 == 0 and b3 == 0):
                 continue
+            gk, gl = G[k], G[k + 1]
+            for j in range(fan_out):
+                x0, x1, x2, x3 = d0[j], d1[j], d2[j], d3[j]
+                gk[j] += a0 * x0 + a1 * x1 + a2 * x2 + a3 * x3
+                gl[j] += b0 * x0 + b1 * x1 + b2 * x2 + b3 * x3
+        if pairs < fan_in:
+            k = pairs
+            a0, a1, a2, a3 = A[i, k], A[i + 1, k], A[i + 2, k], A[i + 3, k]
             gk = G[k]
             for j in range(fan_out):
                 gk[j] += a0 * d0[j] + a1 * d1[j] + a2 * d2[j] + a3 * d3[j]
