@@ -185,6 +185,40 @@ def train_copy(network, X, Y, n_threads, n_epochs=3, solver="adam"):
     return copy.theta
 
 
+THREE_THREADS = """
+import numpy as np
+from fastmlp import kernels
+from test_kernels import make_problem, train_copy
+
+coefs, intercepts, X, Y, _ = make_problem(9, [10, 64, 32, 3], 1000, "softmax")
+network = kernels.FlatNetwork.from_arrays(coefs, intercepts)
+assert kernels.plan(network.units, 200, 3).n_chunks == 3
+for solver in ("sgd", "adam"):
+    threaded = train_copy(network, X, Y, n_threads=3, solver=solver)
+    serial = train_copy(network, X, Y, n_threads=1, solver=solver)
+    print(solver, np.abs(threaded - serial).max() / np.abs(serial).max())
+"""
+
+
+def test_more_than_two_chunks_give_the_serial_results():
+    """Three chunks are summed before the step (two are added inside it). Numba fixes
+    its thread count at import, so this runs in a process with three threads."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    tests = Path(__file__).parent
+    env = {**os.environ, "NUMBA_NUM_THREADS": "3",
+           "PYTHONPATH": os.pathsep.join([str(tests), str(tests.parent)])}
+    done = subprocess.run([sys.executable, "-c", THREE_THREADS], cwd=tests, env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    differences = dict(line.split() for line in done.stdout.splitlines())
+    assert set(differences) == {"sgd", "adam"}
+    assert all(float(value) <= 1e-12 for value in differences.values())
+
+
 @two_threads
 def test_same_thread_count_gives_bitwise_identical_weights():
     coefs, intercepts, X, Y, _ = make_problem(9, [10, 64, 32, 3], 1000, "softmax")

@@ -135,47 +135,64 @@ def _squared_norm(values):
 
 # No fastmath in the updates: they must round exactly as scikit-learn's NumPy code does.
 # Each loop is branch-free inside (NumPy's error model: no zero-division check), so LLVM
-# vectorizes it, division and sqrt included, without changing a single rounding.
+# vectorizes it, division and sqrt included, without changing a single rounding. A
+# second gradient (``other``: the other thread's chunk, or empty) is added in the same
+# pass, so the sum of the two is never stored and read back: the update of a wide
+# network is bound by memory traffic.
+@njit(cache=True, error_model="numpy", inline="always")
+def _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov):
+    v = momentum * velocity[p] - learning_rate * g
+    velocity[p] = v
+    theta[p] = theta[p] + (momentum * v - learning_rate * g) if nesterov else theta[p] + v
+
+
 @njit(cache=True, error_model="numpy")
-def _sgd_step(theta, grad, velocity, scale, alpha, learning_rate, momentum, nesterov):
-    if nesterov:
+def _sgd_step(theta, grad, other, velocity, scale, alpha, learning_rate, momentum, nesterov):
+    if other.shape[0] == 0:
         for p in range(theta.shape[0]):
             g = (grad[p] + alpha * theta[p]) / scale
-            v = momentum * velocity[p] - learning_rate * g
-            velocity[p] = v
-            theta[p] = theta[p] + (momentum * v - learning_rate * g)
+            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
     else:
         for p in range(theta.shape[0]):
-            g = (grad[p] + alpha * theta[p]) / scale
-            v = momentum * velocity[p] - learning_rate * g
-            velocity[p] = v
-            theta[p] = theta[p] + v
+            g = (grad[p] + other[p] + alpha * theta[p]) / scale
+            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon):
+    one = theta.dtype.type(1)
+    m_p = beta_1 * m[p] + (one - beta_1) * g
+    v_p = beta_2 * v[p] + (one - beta_2) * (g * g)
+    m[p] = m_p
+    v[p] = v_p
+    theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + epsilon)
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_step(theta, grad, m, v, scale, alpha, step_size, beta_1, beta_2, epsilon):
-    one = theta.dtype.type(1)
-    for p in range(theta.shape[0]):
-        g = (grad[p] + alpha * theta[p]) / scale
-        m_p = beta_1 * m[p] + (one - beta_1) * g
-        v_p = beta_2 * v[p] + (one - beta_2) * (g * g)
-        m[p] = m_p
-        v[p] = v_p
-        theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + epsilon)
+def _adam_step(theta, grad, other, m, v, scale, alpha, step_size, beta_1, beta_2, epsilon):
+    if other.shape[0] == 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + alpha * theta[p]) / scale
+            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+    else:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + other[p] + alpha * theta[p]) / scale
+            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
 
 
 @njit(cache=True, error_model="numpy")
 def finish_and_step(
-    theta, grad, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+    theta, grad, other, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
     """scikit-learn's gradient normalisation and one optimizer step.
 
-    Per parameter: ``g = (sum + alpha * w) / n`` (no alpha for intercepts), then SGD
-    (``state_1`` velocities; Nesterov or not) or Adam (``state_1``/``state_2`` moments,
-    ``step_size`` the bias-corrected rate), fused in one pass per region: the update is
-    bound by memory traffic. Returns the penalty of the loss, ``0.5 * alpha * ||W||^2 /
-    n``, from the weights before the step.
+    Per parameter: ``g = (sum + alpha * w) / n`` (no alpha for intercepts), with ``sum``
+    ``grad`` or, given a second gradient ``other`` (empty for none), ``grad + other``;
+    then SGD (``state_1`` velocities; Nesterov or not) or Adam (``state_1``/``state_2``
+    moments, ``step_size`` the bias-corrected rate), fused in one pass per region.
+    Returns the penalty of the loss, ``0.5 * alpha * ||W||^2 / n``, from the weights
+    before the step.
     """
     t = theta.dtype.type
     coefs = slice(0, n_coef_params)
@@ -183,11 +200,12 @@ def finish_and_step(
     penalty = t(0.5) * alpha * _squared_norm(theta[coefs]) / weight_sum
     for region, region_alpha in ((coefs, alpha), (intercepts, t(0))):
         if solver == SGD:
-            _sgd_step(theta[region], grad[region], state_1[region], weight_sum, region_alpha,
-                      learning_rate, momentum, nesterov)
+            _sgd_step(theta[region], grad[region], other[region], state_1[region], weight_sum,
+                      region_alpha, learning_rate, momentum, nesterov)
         else:
-            _adam_step(theta[region], grad[region], state_1[region], state_2[region],
-                       weight_sum, region_alpha, step_size, beta_1, beta_2, epsilon)
+            _adam_step(theta[region], grad[region], other[region], state_1[region],
+                       state_2[region], weight_sum, region_alpha, step_size, beta_1, beta_2,
+                       epsilon)
     return penalty
 
 
@@ -202,25 +220,22 @@ def _sum_and_step_parallel(
     Both threads work from the end of one batch's gradient to the start of the next,
     instead of one updating while the other waits: a waiting thread spins, and on these
     2-core machines that makes the update several times slower than in a serial run.
+    Two chunks are added inside the step itself; more are first summed into ``grads[0]``.
     """
     n_chunks = grads.shape[0]
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(0, theta.shape[0], n_chunks, chunk)
         if n_chunks == 2:
-            # Into the thread's own buffer, which it overwrites in the next batch: its
-            # lines then need not move back from the other core (5 % of an epoch on
-            # W5). Two terms add the same either way round.
-            total = grads[chunk]
-            _add_to(total, grads[1 - chunk], lo, hi)
+            other = grads[1, lo:hi]
         else:
-            total = grads[0]
-            for other in range(1, n_chunks):
-                _add_to(total, grads[other], lo, hi)
+            for part in range(1, n_chunks):
+                _add_to(grads[0], grads[part], lo, hi)
+            other = grads[0, :0]
         n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
         penalties[chunk] = finish_and_step(
-            theta[lo:hi], total[lo:hi], n_coefs, alpha, weight_sum, solver, state_1[lo:hi],
-            state_2[lo:hi], learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-            step_size,
+            theta[lo:hi], grads[0, lo:hi], other, n_coefs, alpha, weight_sum, solver,
+            state_1[lo:hi], state_2[lo:hi], learning_rate, momentum, nesterov, beta_1, beta_2,
+            epsilon, step_size,
         )
     penalty = penalties[0]
     for chunk in range(1, n_chunks):
@@ -285,8 +300,9 @@ def train_epochs_serial(
                 adam_step,
             )
             penalty = finish_and_step(
-                theta, grads[0], int_off[0], alpha, weight_sum, solver, state_1, state_2,
-                learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+                theta, grads[0], grads[0, :0], int_off[0], alpha, weight_sum, solver,
+                state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+                step_size,
             )
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
