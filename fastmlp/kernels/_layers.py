@@ -84,9 +84,9 @@ def _dense_loops(A, W, b, Z, rows):
     """
     fan_in, fan_out = W.shape
     first = fan_in % 4
+    _dense_start(A, W, b, Z, rows, first)
     blocked = rows - rows % 4
     for i in range(0, blocked, 4):
-        _dense_start(A, W, b, Z, i, 4, first)
         z0, z1, z2, z3 = Z[i], Z[i + 1], Z[i + 2], Z[i + 3]
         for k in range(first, fan_in, 4):
             w0, w1, w2, w3 = W[k], W[k + 1], W[k + 2], W[k + 3]
@@ -100,7 +100,6 @@ def _dense_loops(A, W, b, Z, rows):
                 z1[j] += a10 * x0 + a11 * x1 + a12 * x2 + a13 * x3
                 z2[j] += a20 * x0 + a21 * x1 + a22 * x2 + a23 * x3
                 z3[j] += a30 * x0 + a31 * x1 + a32 * x2 + a33 * x3
-    _dense_start(A, W, b, Z, blocked, rows - blocked, first)
     for i in range(blocked, rows):
         z = Z[i]
         for k in range(first, fan_in, 4):
@@ -111,10 +110,10 @@ def _dense_loops(A, W, b, Z, rows):
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def _dense_start(A, W, b, Z, start, rows, first):
-    """Z[start:start + rows] = b + the first ``first`` (0 to 3) inputs' products."""
+def _dense_start(A, W, b, Z, rows, first):
+    """Z[:rows] = b + the first ``first`` (0 to 3) inputs' products."""
     fan_out = W.shape[1]
-    for i in range(start, start + rows):
+    for i in range(rows):
         z = Z[i]
         if first == 0:
             for j in range(fan_out):
