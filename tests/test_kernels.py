@@ -4,7 +4,7 @@ import threading
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from numba import config
 
@@ -51,15 +51,27 @@ def assert_engines_agree(problem, activation, output, alpha, weighted, n_threads
     )
     assert loss.dtype == X.dtype
     assert all(g.dtype == X.dtype for g in coef_grads + intercept_grads)
-    # Log-losses clip probabilities at the dtype's eps, as scikit-learn does: where the
-    # outputs saturate, a float32 loss is that of the reference run in float32.
-    expected_loss = expected[0] if X.dtype == np.float64 else reference.loss_and_gradients(
-        coefs, intercepts, X, Y, activation, output, alpha, sample_weight
-    )[0]
+    if X.dtype == np.float64:
+        expected_loss, allowances = expected[0], [0.0] * len(coef_grads + intercept_grads)
+    else:
+        # Where the outputs saturate, float32 itself loses digits: log-losses clip at the
+        # dtype's eps (as scikit-learn does), and the output error p - y cancels. The
+        # float32 loss is that of the reference run in float32, and each float32
+        # gradient may be off the float64 one by twice as much as that run's is.
+        in_float32 = reference.loss_and_gradients(
+            coefs, intercepts, X, Y, activation, output, alpha, sample_weight
+        )
+        expected_loss = in_float32[0]
+        allowances = [
+            2 * relative_error(ref, want)
+            for ref, want in zip(in_float32[1] + in_float32[2], expected[1] + expected[2])
+        ]
     assert relative_error(loss, expected_loss) <= rtol
-    for got, want in zip(coef_grads + intercept_grads, expected[1] + expected[2]):
+    for got, want, allowance in zip(
+        coef_grads + intercept_grads, expected[1] + expected[2], allowances
+    ):
         assert got.shape == want.shape
-        assert relative_error(got, want) <= rtol
+        assert relative_error(got, want) <= rtol + allowance
 
 
 # float64: the engines sum in different orders, a few roundings apart (~1e-15); float32
@@ -79,6 +91,9 @@ TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
     weighted=st.booleans(),
     n_threads=st.sampled_from([1, 2]),
 )
+# A softmax saturated to 1 - 3.5e-4: in float32 the output error cancels to 1e-4.
+@example(seed=39359804, widths=[100, 235, 85], n_samples=1, activation="identity",
+         output="softmax", alpha=0.0, weighted=False, n_threads=1)
 def test_numba_equals_reference(
     dtype, seed, widths, n_samples, activation, output, alpha, weighted, n_threads
 ):
