@@ -297,7 +297,7 @@ def test_predict_equals_reference_forward():
 def test_loop_products_for_every_remainder(rng):
     """The loop kernels work in blocks of four rows and two or four inputs; every
     remainder of rows and inputs, and blocks of zero inputs (skipped), give NumPy's
-    products."""
+    products. So do the forms for layers with few outputs."""
     for fan_in in range(1, 10):
         for rows in range(1, 10):
             for fan_out in (1, 3, 17):
@@ -318,6 +318,20 @@ def test_loop_products_for_every_remainder(rng):
                 D_prev = np.full((rows + 2, fan_in), np.nan)
                 _layers._backprop_loops(D, W, D_prev, rows)
                 np.testing.assert_allclose(D_prev[:rows], D[:rows] @ W.T, rtol=1e-13, atol=1e-13)
+                # The forms for few outputs, on W.T and the transposed gradient.
+                WT = np.ascontiguousarray(W.T)
+                Z[:] = np.nan
+                _layers._dense_narrow(A, WT, b, Z, rows)
+                np.testing.assert_allclose(Z[:rows], A[:rows] @ W + b, rtol=1e-13, atol=1e-13)
+                GT, g = np.full((fan_out, fan_in), np.nan), rng.standard_normal(fan_out)
+                expected_g = g + D[:rows].sum(0)
+                _layers._grad_narrow(A, D, GT, g, rows)
+                np.testing.assert_allclose(GT, D[:rows].T @ A[:rows], rtol=1e-13, atol=1e-13)
+                np.testing.assert_allclose(g, expected_g, rtol=1e-13, atol=1e-13)
+                D_prev[:] = np.nan
+                _layers._backprop_narrow(D, WT, D_prev, rows)
+                np.testing.assert_allclose(D_prev[:rows], D[:rows] @ W.T, rtol=1e-13, atol=1e-13)
+                assert np.isnan(D_prev[rows:]).all()
 
 
 @fast_inputs

@@ -247,12 +247,26 @@ def _dense_narrow(A, WT, b, Z, rows):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _grad_narrow(A, D, GT, g, rows):
-    """GT = D[:rows].T @ A[:rows] (the transposed gradient) and g += D[:rows].sum(0)."""
+    """GT = D[:rows].T @ A[:rows] (the transposed gradient) and g += D[:rows].sum(0).
+
+    Four rows of A per pass over a row of GT, each value of A loaded once (see
+    _dense_loops).
+    """
     fan_out, fan_in = GT.shape
     for j in range(fan_out):
         for k in range(fan_in):
             GT[j, k] = 0
-    for i in range(rows):
+    blocked = rows - rows % 4
+    for i in range(0, blocked, 4):
+        a0, a1, a2, a3 = A[i], A[i + 1], A[i + 2], A[i + 3]
+        for j in range(fan_out):
+            d0, d1, d2, d3 = D[i, j], D[i + 1, j], D[i + 2, j], D[i + 3, j]
+            g[j] += d0 + d1 + d2 + d3
+            gt = GT[j]
+            for k in range(fan_in):
+                x0, x1, x2, x3 = a0[k], a1[k], a2[k], a3[k]
+                gt[k] += d0 * x0 + d1 * x1 + d2 * x2 + d3 * x3
+    for i in range(blocked, rows):
         a = A[i]
         for j in range(fan_out):
             d_ij = D[i, j]
@@ -264,13 +278,15 @@ def _grad_narrow(A, D, GT, g, rows):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _backprop_narrow(D, WT, D_prev, rows):
-    """D_prev[:rows] = D[:rows] @ WT for few outputs: contiguous rows of WT, scaled and added."""
+    """D_prev[:rows] = D[:rows] @ WT for few outputs: contiguous rows of WT, scaled and
+    added (the first written, not added to zeros)."""
     fan_out, fan_in = WT.shape
     for i in range(rows):
         d_prev = D_prev[i]
+        d_i0, w = D[i, 0], WT[0]
         for k in range(fan_in):
-            d_prev[k] = 0
-        for j in range(fan_out):
+            d_prev[k] = d_i0 * w[k]
+        for j in range(1, fan_out):
             d_ij = D[i, j]
             w = WT[j]
             for k in range(fan_in):
