@@ -11,7 +11,7 @@ import math
 import numpy as np
 from llvmlite import ir
 from numba import njit, types
-from numba.extending import intrinsic
+from numba.extending import intrinsic, overload
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, LEAKY_RELU_SLOPE, OUTPUTS
 
@@ -52,13 +52,16 @@ _TANH_P = (-9.64399179425052238628e-1, -9.92877231001918586564e1, -1.61468768441
 _TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.84406305325125486048e3)
 
 
-@intrinsic
-def _times_pow2(typingctx, x, k):
-    """x * 2**k, exactly, by adding k to the exponent bits of x (a float32 or float64).
+def times_pow2(x, k):
+    """x * 2**k, exactly, for a float32 or float64 x and an integer 0 <= k: as written
+    here when the JIT is off; compiled, by adding k to the exponent bits of x."""
+    return x * type(x)(2.0 ** int(k))
 
-    Only for a normal x and 0 <= k with x * 2**k normal: no check is made. Unlike a
-    table of powers of two, it vectorizes without a gather.
-    """
+
+@intrinsic
+def _add_to_exponent(typingctx, x, k):
+    """Compiled :func:`times_pow2`, for a normal x with x * 2**k normal: no check is made.
+    Unlike a table of powers of two, it vectorizes without a gather."""
     if not isinstance(x, types.Float) or not isinstance(k, types.Integer):
         return None
     bits = x.bitwidth
@@ -76,6 +79,11 @@ def _times_pow2(typingctx, x, k):
         return builder.bitcast(scaled, value.type)
 
     return x(x, k), codegen
+
+
+@overload(times_pow2)
+def _times_pow2_compiled(x, k):
+    return lambda x, k: _add_to_exponent(x, k)
 
 
 # Only 'contract': reassociation would undo the two-part reduction by ln(2).
@@ -102,7 +110,7 @@ def tanh(x):
     small = ax < t(0.625)
     small_numerator = ax * z * ((t(p0) * z + t(p1)) * z + t(p2))
     small_denominator = ((z + t(q0)) * z + t(q1)) * z + t(q2)
-    large_denominator = _times_pow2(p, k) + t(1)
+    large_denominator = times_pow2(p, k) + t(1)
     numerator = small_numerator if small else t(2)
     denominator = small_denominator if small else large_denominator
     quotient = numerator / denominator
