@@ -82,6 +82,11 @@ class Plan:
     tile: int
     n_threads: int
 
+    @property
+    def blas_in_threads(self):
+        """Each thread calls BLAS on its own rows (BLAS is held to one thread meanwhile)."""
+        return self.parallel and bool(self.use_blas.any())
+
 
 def plan(units, batch_rows, n_threads=None):
     """Choose BLAS or loops per layer, serial or parallel, and the tile size.
@@ -159,7 +164,7 @@ def loss_and_gradients(
         _training.batch_gradient_parallel if run_plan.parallel else _training.batch_gradient_serial
     )
     order = np.arange(n, dtype=np.int64)
-    with parallel_section(run_plan.n_threads, run_plan.parallel and run_plan.use_blas.any()):
+    with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
         data_loss = batch_gradient(
             X, Y, sample_weight, order, 0, n, network.theta, network.units, network.coef_off,
             network.int_off, run_plan.use_blas, hidden, out, run_plan.tile, work.works,
@@ -245,7 +250,7 @@ class Trainer:
         train_epochs = (
             _training.train_epochs_parallel if run_plan.parallel else _training.train_epochs_serial
         )
-        with parallel_section(run_plan.n_threads, run_plan.parallel and run_plan.use_blas.any()):
+        with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
             self.adam_step = train_epochs(
                 X, Y, sample_weight, order, batch_size, n_epochs, self.network.theta,
                 self.network.units, self.network.coef_off, self.network.int_off,
