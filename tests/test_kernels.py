@@ -94,6 +94,9 @@ TOLERANCE = {np.float64: 1e-10, np.float32: 1e-4}
 # A softmax saturated to 1 - 3.5e-4: in float32 the output error cancels to 1e-4.
 @example(seed=39359804, widths=[100, 235, 85], n_samples=1, activation="identity",
          output="softmax", alpha=0.0, weighted=False, n_threads=1)
+# A gelu unit at z = -4.7, where 1 + tanh(u) cancels unless computed as 1 - tanh(|u|).
+@example(seed=163, widths=[163, 1, 1], n_samples=1, activation="gelu", output="exp",
+         alpha=0.0, weighted=False, n_threads=1)
 def test_numba_equals_reference(
     dtype, seed, widths, n_samples, activation, output, alpha, weighted, n_threads
 ):
@@ -367,6 +370,25 @@ def test_tanh_is_numpys(dtype, rng):
     out = np.empty_like(specials)
     _math.activate(_math.TANH, specials, out, 4)
     np.testing.assert_array_equal(out.ravel(), [np.nan, 1.0, -1.0, 0.0])
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_gelu_keeps_its_digits_where_tanh_nears_minus_one(dtype):
+    """gelu = 0.5 z (1 + tanh(u)) and its derivative, to a few ulp of their float64
+    values, also below z = -3, where 1 + tanh(u) computed as written cancels to nothing
+    (float32 gradients were 3 % off there)."""
+    z = np.linspace(-6.0, 4.0, 4001).astype(dtype).reshape(-1, 1)
+    z64 = z.astype(np.float64)
+    u = np.sqrt(2 / np.pi) * (z64 + 0.044715 * z64**3)
+    # 1 + tanh(u) = 2 s and 1 - tanh(u)**2 = 4 s (1 - s), s = 1 / (1 + exp(-2u)).
+    s, one_minus_s = 1 / (1 + np.exp(-2 * u)), 1 / (1 + np.exp(2 * u))
+    slope = 2 * z64 * s * one_minus_s * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * z64**2)
+    a, d = np.empty_like(z), np.ones_like(z)
+    _math.activate(_math.GELU, z, a, z.shape[0])
+    _math.scale_by_derivative(_math.GELU, z, a, d, z.shape[0])
+    bound = 64 * np.finfo(dtype).eps
+    assert np.all(np.abs(a - z64 * s) <= bound * np.abs(z64 * s))
+    assert np.all(np.abs(d - (s + slope)) <= bound * (np.abs(s) + np.abs(slope)))
 
 
 @two_threads

@@ -88,8 +88,10 @@ def _times_pow2_compiled(x, k):
 
 # Only 'contract': reassociation would undo the two-part reduction by ln(2).
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
-def tanh(x):
-    """tanh of a float32 or float64 scalar, computed in its dtype (see above)."""
+def _tanh_of_abs(x):
+    """tanh(|x|) and 1 - tanh(|x|), each to full precision, for a float32 or float64 x
+    (see above). The second has no cancellation where tanh(|x|) nears 1: it is the
+    quotient 2 / (exp(2|x|) + 1) itself."""
     t = type(x)
     ax = abs(x)
     # Clamped so that 2**k stays in range: NaN (which fails the test) included.
@@ -114,10 +116,32 @@ def tanh(x):
     numerator = small_numerator if small else t(2)
     denominator = small_denominator if small else large_denominator
     quotient = numerator / denominator
-    result = ax + quotient if small else t(1) - quotient
+    if small:
+        result = ax + quotient
+        return result, t(1) - result
+    return t(1) - quotient, quotient
+
+
+@njit(cache=True, error_model="numpy")
+def tanh(x):
+    """tanh of a float32 or float64 scalar, computed in its dtype (see above)."""
+    result = _tanh_of_abs(x)[0]
     if x >= 0:
         return result
     return -result if x < 0 else x  # x is NaN
+
+
+@njit(cache=True, error_model="numpy")
+def _gelu_parts(x):
+    """For gelu's tanh form, 0.5 * x * (1 + tanh(u)): the factor 1 + tanh(u) and
+    1 - tanh(u)**2, u = sqrt(2 / pi) * (x + 0.044715 * x**3), without cancellation.
+    Written as 1 + tanh(u), the factor loses every digit as tanh(u) nears -1 (x below
+    about -3): it is 1 - tanh(|u|) there, which ``_tanh_of_abs`` gives exactly."""
+    t = type(x)
+    u = t(_GELU_C) * (x + t(_GELU_K) * x * x * x)
+    magnitude, complement = _tanh_of_abs(u)
+    one_plus = complement if u < 0 else t(1) + magnitude
+    return one_plus, complement * (t(1) + magnitude)  # (1 - tanh|u|) (1 + tanh|u|)
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -152,11 +176,10 @@ def activate(code, Z, A, rows):
             for j in range(n):
                 A[i, j] = Z[i, j] if Z[i, j] > 0 else slope * Z[i, j]
     elif code == GELU:
-        c, k, half = t(_GELU_C), t(_GELU_K), t(0.5)
+        half = t(0.5)
         for i in range(rows):
             for j in range(n):
-                x = Z[i, j]
-                A[i, j] = half * x * (one + tanh(c * (x + k * x * x * x)))
+                A[i, j] = half * Z[i, j] * _gelu_parts(Z[i, j])[0]
     else:  # SILU
         for i in range(rows):
             for j in range(n):
@@ -195,9 +218,9 @@ def scale_by_derivative(code, Z, A, D, rows):
         for i in range(rows):
             for j in range(n):
                 x = Z[i, j]
-                th = tanh(c * (x + k * x * x * x))
-                slope = half * x * (one - th * th) * c * (one + three * k * x * x)
-                D[i, j] *= half * (one + th) + slope
+                one_plus, squared_complement = _gelu_parts(x)
+                slope = half * x * squared_complement * c * (one + three * k * x * x)
+                D[i, j] *= half * one_plus + slope
     else:  # SILU
         for i in range(rows):
             for j in range(n):
