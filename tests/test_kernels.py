@@ -351,6 +351,29 @@ def test_warmup_compiles_and_runs():
     fastmlp.warmup(dtypes=("float64",))
 
 
+@pytest.mark.skipif(config.DISABLE_JIT, reason="inspects compiled code")
+def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
+    """The tile's forward/backward pass and the optimizer step are compiled once: the
+    loops around them call them by address (fastmlp/kernels/_calls.py). A direct call
+    would link a copy of their code into every loop, and double a first fit's compile."""
+    from numba import njit
+
+    from fastmlp.kernels import _training
+
+    fastmlp.warmup(dtypes=("float64",))
+    loops = [_training.train_epochs_serial, _layers.forward_rows]
+    if config.NUMBA_NUM_THREADS >= 2:
+        loops.append(_training.train_epochs_parallel)
+    for loop in loops:
+        # Compiled afresh (not loaded from the cache), so that its LLVM IR is at hand,
+        # with the IR of every kernel it calls directly (the parallel regions included).
+        fresh = njit(error_model="numpy")(loop.py_func)
+        fresh.compile(loop.signatures[0])
+        code = fresh.inspect_llvm(loop.signatures[0])
+        assert "tile_gradient" not in code and "finish_and_step" not in code
+        assert loop.__name__ in code.split("define", 2)[1]  # the IR is the loop's own
+
+
 @fast_inputs
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 def test_tanh_is_numpys(dtype, rng):

@@ -1,11 +1,13 @@
 """Python side of the Numba engine: flat parameters, per-shape plans, buffers made once."""
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _layers, _training
+from fastmlp.kernels._calls import CompiledKernel
 from fastmlp.kernels._threads import in_main_thread, parallel_section, resolve_n_threads
 
 #: Rows per tile for the loop kernels: a tile's activations stay in L1/L2 cache.
@@ -131,6 +133,17 @@ class Workspace:
         self.chunk_losses = np.zeros(run_plan.n_chunks, dtype=dtype)
 
 
+# The two kernels that others call by address (see fastmlp.kernels._calls), per dtype.
+@functools.cache
+def _tile_kernel(dtype):
+    return CompiledKernel(_layers.tile_gradient, _layers.tile_gradient_signature(dtype))
+
+
+@functools.cache
+def _step_kernel(dtype):
+    return CompiledKernel(_training.finish_and_step, _training.finish_and_step_signature(dtype))
+
+
 def _codes(activation, output):
     return HIDDEN_ACTIVATIONS[activation].code, OUTPUTS[output].code
 
@@ -139,14 +152,15 @@ def _empty_weights(dtype):
     return np.empty(0, dtype=dtype)
 
 
+def _kernel_array(values, dtype):
+    """``values`` as the kernels take them: C-contiguous and aligned, copied only if not."""
+    return np.require(values, dtype=dtype, requirements=("C", "A"))
+
+
 def _kernel_arrays(X, Y, sample_weight, dtype):
-    X = np.ascontiguousarray(X, dtype=dtype)
-    Y = np.ascontiguousarray(Y, dtype=dtype)
     if sample_weight is None:
         sample_weight = _empty_weights(dtype)
-    else:
-        sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
-    return X, Y, sample_weight
+    return tuple(_kernel_array(values, dtype) for values in (X, Y, sample_weight))
 
 
 def loss_and_gradients(
@@ -166,9 +180,10 @@ def loss_and_gradients(
     order = np.arange(n, dtype=np.int64)
     with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
         data_loss = batch_gradient(
-            X, Y, sample_weight, order, 0, n, network.theta, network.units, network.coef_off,
-            network.int_off, run_plan.use_blas, hidden, out, run_plan.tile, work.works,
-            work.grads, work.scratch, work.chunk_losses, _layers.PHASE_BACKWARD,
+            _tile_kernel(dtype), X, Y, sample_weight, order, 0, n, network.theta,
+            network.units, network.coef_off, network.int_off, run_plan.use_blas, hidden, out,
+            run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
+            _layers.PHASE_BACKWARD,
         )
     grad = work.grads[0]
     weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
@@ -183,15 +198,15 @@ def loss_and_gradients(
 
 def predict(network, X, activation, output):
     """The network's output for every row of ``X`` (probabilities or predictions)."""
-    X = np.ascontiguousarray(X, dtype=network.dtype)
+    X = _kernel_array(X, network.dtype)
     run_plan = plan(network.units, X.shape[0], 1)
     tile = run_plan.tile
     work = np.empty(_layers.workspace_size(network.units, tile), dtype=network.dtype)
     out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
     hidden, out_code = _codes(activation, output)
     _layers.forward_rows(
-        X, network.theta, network.units, network.coef_off, network.int_off,
-        run_plan.use_blas, hidden, out_code, tile, work, out,
+        _tile_kernel(network.dtype), X, network.theta, network.units, network.coef_off,
+        network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out,
     )
     return out
 
@@ -235,27 +250,29 @@ class Trainer:
                    last_phase=_layers.PHASE_UPDATE):
         """Train ``n_epochs`` epochs over the rows ``order`` of X; return each epoch's loss.
 
-        ``X``, ``Y`` and ``sample_weight`` must be C-contiguous in the network's dtype
-        (see :meth:`prepare`); ``order`` is the epoch's sample order (int64).
-        ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each batch early, for
-        profiling; the weights then stay as they are.
+        ``X``, ``Y`` and ``sample_weight`` must be as :meth:`prepare` returns them
+        (C-contiguous and aligned, in the network's dtype); ``order`` is the epoch's
+        sample order. ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each
+        batch early, for profiling; the weights then stay as they are.
         """
+        order = np.ascontiguousarray(order, dtype=np.int64)
         n = order.shape[0]
         if n == 0:
             raise ValueError("An epoch needs at least one row: order is empty.")
         batch_size = min(self.batch_size, n)
         run_plan, work = self._plan_for(batch_size)
         losses = np.zeros(n_epochs, dtype=np.float64)
-        t = self.network.dtype.type
+        network = self.network
+        t = network.dtype.type
         train_epochs = (
             _training.train_epochs_parallel if run_plan.parallel else _training.train_epochs_serial
         )
         with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
             self.adam_step = train_epochs(
-                X, Y, sample_weight, order, batch_size, n_epochs, self.network.theta,
-                self.network.units, self.network.coef_off, self.network.int_off,
-                run_plan.use_blas, self.hidden, self.output, self.alpha, run_plan.tile,
-                work.works, work.grads, work.scratch, work.chunk_losses,
+                _tile_kernel(network.dtype), _step_kernel(network.dtype), X, Y, sample_weight,
+                order, batch_size, n_epochs, network.theta, network.units, network.coef_off,
+                network.int_off, run_plan.use_blas, self.hidden, self.output, self.alpha,
+                run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
                 _training.SGD if self.solver == "sgd" else _training.ADAM,
                 self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
                 self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,

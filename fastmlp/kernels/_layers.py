@@ -19,7 +19,7 @@ Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
 """
 
 import numpy as np
-from numba import njit
+from numba import from_dtype, njit, types
 
 from fastmlp.kernels._math import (
     FASTMATH,
@@ -412,9 +412,34 @@ def tile_gradient(
     return loss
 
 
+def tile_gradient_signature(dtype):
+    """The one signature :func:`tile_gradient` is compiled for in ``dtype``: the argument
+    types its callers pass, all arrays C-contiguous and aligned. The data (X, Y,
+    sample_weight and order), which it only reads, may also be read-only, as a user's
+    arrays can be (a read-only memory map)."""
+    real = from_dtype(np.dtype(dtype))
+    vector, indices, int64 = real[::1], types.int64[::1], types.int64
+
+    def data(dtype, ndim):
+        return types.Array(dtype, ndim, "C", readonly=True)
+
+    return real(
+        data(real, 2), data(real, 2), data(real, 1), data(int64, 1),  # X, Y, weights, order
+        int64, int64, vector, indices, indices, indices,  # start, rows, theta, units, offsets
+        types.boolean[::1], int64, int64, int64,  # use_blas, hidden, output, tile
+        vector, vector, vector, types.boolean, int64,  # work, grad, scratch, overwrite, phase
+    )
+
+
 @njit(cache=True, error_model="numpy")
-def forward_rows(X, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work, out):
-    """out = the network's output for every row of X, tile by tile (forward pass only)."""
+def forward_rows(
+    tile_kernel, X, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work, out,
+):
+    """out = the network's output for every row of X, tile by tile (forward pass only).
+
+    ``tile_kernel`` is :func:`tile_gradient`, compiled for X's dtype and passed by address
+    (``fastmlp.kernels._calls``).
+    """
     n = X.shape[0]
     order = np.arange(n)
     no_targets = np.empty((0, units[-1]), X.dtype)
@@ -423,7 +448,7 @@ def forward_rows(X, theta, units, coef_off, int_off, use_blas, hidden, output, t
     result = _block(work, a_off[units.shape[0] - 2], tile, units[-1])
     for start in range(0, n, tile):
         rows = min(tile, n - start)
-        tile_gradient(
+        tile_kernel(
             X, no_targets, no_weights, order, start, rows, theta, units, coef_off, int_off,
             use_blas, hidden, output, tile, work, theta, theta, False, PHASE_FORWARD,
         )

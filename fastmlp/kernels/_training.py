@@ -10,9 +10,9 @@ gradients are distinct functions rather than one function compiled twice.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import from_dtype, njit, prange, types
 
-from fastmlp.kernels._layers import PHASE_UPDATE, tile_gradient
+from fastmlp.kernels._layers import PHASE_UPDATE
 
 SGD = 0
 ADAM = 1
@@ -20,8 +20,8 @@ ADAM = 1
 
 @njit(cache=True, error_model="numpy")
 def _chunk_gradient(
-    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, work, grad, scratch, last_phase,
+    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+    use_blas, hidden, output, tile, work, grad, scratch, last_phase,
 ):
     loss = theta.dtype.type(0)
     if start == stop:  # an empty chunk contributes nothing
@@ -29,7 +29,7 @@ def _chunk_gradient(
             grad[p] = 0
     for tile_start in range(start, stop, tile):
         rows = min(tile, stop - tile_start)
-        loss += tile_gradient(
+        loss += tile_kernel(
             X, Y, sample_weight, order, tile_start, rows, theta, units, coef_off, int_off,
             use_blas, hidden, output, tile, work, grad, scratch, tile_start == start, last_phase,
         )
@@ -45,21 +45,21 @@ def _chunk_bounds(start, stop, n_chunks, chunk):
 
 @njit(cache=True, error_model="numpy")
 def batch_gradient_serial(
-    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+    use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """Unnormalised gradient of rows ``order[start:stop]`` into ``grads[0]``; one thread."""
     chunk_losses[0] = _chunk_gradient(
-        X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-        hidden, output, tile, works[0], grads[0], scratch[0], last_phase,
+        tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+        use_blas, hidden, output, tile, works[0], grads[0], scratch[0], last_phase,
     )
     return chunk_losses[0]
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def _chunk_gradients_parallel(
-    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+    use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """One chunk of the batch per thread, each into its own ``grads[chunk]``, left unsummed;
     returns the summed loss. BLAS layers call BLAS from each thread (limited to one thread
@@ -68,8 +68,9 @@ def _chunk_gradients_parallel(
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
         chunk_losses[chunk] = _chunk_gradient(
-            X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off, use_blas,
-            hidden, output, tile, works[chunk], grads[chunk], scratch[chunk], last_phase,
+            tile_kernel, X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off,
+            use_blas, hidden, output, tile, works[chunk], grads[chunk], scratch[chunk],
+            last_phase,
         )
     loss = chunk_losses[0]
     for chunk in range(1, n_chunks):
@@ -79,13 +80,13 @@ def _chunk_gradients_parallel(
 
 @njit(cache=True, error_model="numpy")
 def batch_gradient_parallel(
-    X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+    use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order."""
     loss = _chunk_gradients_parallel(
-        X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off, use_blas,
-        hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+        tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
+        use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
     )
     total = grads[0]
     for chunk in range(1, grads.shape[0]):
@@ -209,13 +210,25 @@ def finish_and_step(
     return penalty
 
 
+def finish_and_step_signature(dtype):
+    """The one signature :func:`finish_and_step` is compiled for in ``dtype``."""
+    real = from_dtype(np.dtype(dtype))
+    vector, int64 = real[::1], types.int64
+    return real(
+        vector, vector, vector, int64, real, real,  # theta, grad, other, n_coef_params, ...
+        int64, vector, vector, real, real, types.boolean,  # solver, state_1, ..., nesterov
+        real, real, real, real,  # beta_1, beta_2, epsilon, step_size
+    )
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
 def _sum_and_step_parallel(
-    theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
+    step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
 ):
-    """The chunks' gradients summed in chunk order, and :func:`finish_and_step`, one
-    slice of the parameters per thread; returns the penalty, summed over the slices.
+    """The chunks' gradients summed in chunk order, and :func:`finish_and_step`
+    (``step_kernel``, by address), one slice of the parameters per thread; returns the
+    penalty, summed over the slices.
 
     Both threads work from the end of one batch's gradient to the start of the next,
     instead of one updating while the other waits: a waiting thread spins, and on these
@@ -232,7 +245,7 @@ def _sum_and_step_parallel(
                 _add_to(grads[0], grads[part], lo, hi)
             other = grads[0, :0]
         n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
-        penalties[chunk] = finish_and_step(
+        penalties[chunk] = step_kernel(
             theta[lo:hi], grads[0, lo:hi], other, n_coefs, alpha, weight_sum, solver,
             state_1[lo:hi], state_2[lo:hi], learning_rate, momentum, nesterov, beta_1, beta_2,
             epsilon, step_size,
@@ -269,10 +282,10 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
 # data loss.
 @njit(cache=True, error_model="numpy")
 def train_epochs_serial(
-    X, Y, sample_weight, order, batch_size, n_epochs, theta, units, coef_off, int_off,
-    use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
-    solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-    adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, X, Y, sample_weight, order, batch_size, n_epochs, theta,
+    units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch,
+    chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
+    epsilon, adam_step, epoch_losses, last_phase,
 ):
     """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``.
 
@@ -289,8 +302,9 @@ def train_epochs_serial(
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             data_loss = batch_gradient_serial(
-                X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-                use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+                tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off,
+                int_off, use_blas, hidden, output, tile, works, grads, scratch, chunk_losses,
+                last_phase,
             )
             if last_phase < PHASE_UPDATE:
                 accumulated += float(data_loss)
@@ -299,7 +313,7 @@ def train_epochs_serial(
                 sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                 adam_step,
             )
-            penalty = finish_and_step(
+            penalty = step_kernel(
                 theta, grads[0], grads[0, :0], int_off[0], alpha, weight_sum, solver,
                 state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
                 step_size,
@@ -311,10 +325,10 @@ def train_epochs_serial(
 
 @njit(cache=True, error_model="numpy")
 def train_epochs_parallel(
-    X, Y, sample_weight, order, batch_size, n_epochs, theta, units, coef_off, int_off,
-    use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
-    solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-    adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, X, Y, sample_weight, order, batch_size, n_epochs, theta,
+    units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch,
+    chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
+    epsilon, adam_step, epoch_losses, last_phase,
 ):
     """As :func:`train_epochs_serial`, each batch's gradient and step split across
     threads (``chunk_losses`` holds the chunks' losses, then their penalties)."""
@@ -324,8 +338,9 @@ def train_epochs_parallel(
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
             data_loss = _chunk_gradients_parallel(
-                X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-                use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+                tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off,
+                int_off, use_blas, hidden, output, tile, works, grads, scratch, chunk_losses,
+                last_phase,
             )
             if last_phase < PHASE_UPDATE:
                 accumulated += float(data_loss)
@@ -335,7 +350,7 @@ def train_epochs_parallel(
                 adam_step,
             )
             penalty = _sum_and_step_parallel(
-                theta, grads, int_off[0], alpha, weight_sum, solver, state_1, state_2,
+                step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1, state_2,
                 learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
                 chunk_losses,
             )

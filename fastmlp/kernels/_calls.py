@@ -1,0 +1,44 @@
+"""A compiled kernel handed to other kernels by address, so that it is compiled once.
+
+Numba links the code of every function a kernel calls into the kernel's own module,
+then optimizes it and generates machine code for it again there. The forward and
+backward pass of a tile is the bulk of the engine's code, and it sat under six such
+levels (the chunk loop, the three levels of a parallel region, the parallel function,
+the epoch loop): a first fit spent 26 s compiling it over and over. Passed in as an
+argument instead, it is called through a pointer, and its callers compile only their
+own code.
+
+The address is an argument, not a constant baked into the callers' code, so the
+callers stay cacheable on disk. With the JIT off, a :class:`CompiledKernel` is simply
+called as the Python function.
+"""
+
+from numba import config, types
+
+
+def _address(kernel):
+    return kernel.address
+
+
+class CompiledKernel:
+    """``dispatcher`` compiled for ``signature`` (a Numba signature with concrete types),
+    callable from other kernels, through its address, with exactly those types.
+
+    Numba types it as a pointer to a C function (``types.ExternalFunctionPointer``): a
+    call with other argument types fails to compile instead of passing the wrong data.
+    The kernel must not raise: a C function cannot pass a Python exception on.
+    """
+
+    def __init__(self, dispatcher, signature):
+        self.dispatcher = dispatcher
+        self.signature = signature
+        if not config.DISABLE_JIT:
+            result = dispatcher.get_compile_result(signature)
+            self.address = result.library.get_pointer_to_function(
+                result.fndesc.llvm_cfunc_wrapper_name
+            )
+            # Read by numba.typeof: the same type for every call, with no typing work.
+            self._numba_type_ = types.ExternalFunctionPointer(signature, get_pointer=_address)
+
+    def __call__(self, *args):
+        return self.dispatcher(*args)
