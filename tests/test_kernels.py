@@ -17,7 +17,7 @@ from conftest import (
     relative_error,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _layers, _math
+from fastmlp.kernels import FlatNetwork, Trainer, _layers, _math, _shallow
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -141,6 +141,25 @@ def test_every_activation_small(activation):
     assert_engines_agree(problem, activation, "softmax", 0.2, True, 1, 1e-10)
 
 
+@fast_inputs
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
+    """The fused kernel of _shallow.py, for every input and output count it takes and
+    every output; 150 rows end in a block of fewer than four rows in each chunk."""
+    if n_threads > config.NUMBA_NUM_THREADS:
+        pytest.skip("needs more Numba threads")
+    for n_in in range(1, _shallow.SHALLOW_MAX_INPUTS + 1):
+        for n_out in range(1, _shallow.SHALLOW_MAX_OUTPUTS + 1):
+            units = [n_in, 37, n_out]
+            assert _shallow.is_shallow(units, _math.RELU)
+            for output in [out for out in ALL_OUTPUTS if n_out > 1 or out != "softmax"]:
+                for n_samples in (1, 150):
+                    problem = make_problem(n_in + 10 * n_out, units, n_samples, output, dtype)
+                    assert_engines_agree(problem, "relu", output, 0.1, True, n_threads,
+                                         TOLERANCE[dtype])
+
+
 def test_public_backend_switch():
     coefs, intercepts, X, Y, sample_weight = make_problem(11, [4, 8, 3], 50, "softmax")
     args = (coefs, intercepts, X, Y)
@@ -168,9 +187,10 @@ def reference_optimizer(params, settings, learning_rate):
 @fast_inputs
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 @pytest.mark.parametrize("weighted", [False, True], ids=["unweighted", "weighted"])
-def test_whole_epoch_training_equals_reference_steps(solver, weighted):
+@pytest.mark.parametrize("units", [[5, 12, 7, 3], [3, 12, 2]], ids=["deep", "shallow"])
+def test_whole_epoch_training_equals_reference_steps(solver, weighted, units):
     settings = SOLVERS[solver]
-    units, n_samples, batch_size, n_epochs, learning_rate = [5, 12, 7, 3], 150, 32, 4, 0.01
+    n_samples, batch_size, n_epochs, learning_rate = 150, 32, 4, 0.01
     coefs, intercepts, X, Y, sample_weight = make_problem(5, units, n_samples, "softmax")
     sample_weight = sample_weight if weighted else None
     rng = np.random.default_rng(0)
@@ -288,11 +308,13 @@ def test_calls_from_four_python_threads_give_the_serial_results(units):
 
 
 @fast_inputs
-def test_predict_equals_reference_forward():
-    coefs, intercepts, X, _, _ = make_problem(17, [4, 9, 6, 3], 130, "softmax")
+@pytest.mark.parametrize(("units", "activation"), [([4, 9, 6, 3], "silu"), ([3, 9, 2], "relu")],
+                         ids=["deep", "shallow"])
+def test_predict_equals_reference_forward(units, activation):
+    coefs, intercepts, X, _, _ = make_problem(17, units, 130, "softmax")
     network = FlatNetwork.from_arrays(coefs, intercepts)
-    got = kernels.predict(network, X, "silu", "softmax")
-    _, activations = reference.forward(coefs, intercepts, X, "silu", "softmax")
+    got = kernels.predict(network, X, activation, "softmax")
+    _, activations = reference.forward(coefs, intercepts, X, activation, "softmax")
     assert relative_error(got, activations[-1]) <= 1e-12
 
 

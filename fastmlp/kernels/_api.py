@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
-from fastmlp.kernels import _layers, _training
+from fastmlp.kernels import _layers, _shallow, _training
 from fastmlp.kernels._calls import CompiledKernel
 from fastmlp.kernels._threads import in_main_thread, parallel_section, resolve_n_threads
 
@@ -133,10 +133,17 @@ class Workspace:
         self.chunk_losses = np.zeros(run_plan.n_chunks, dtype=dtype)
 
 
-# The two kernels that others call by address (see fastmlp.kernels._calls), per dtype.
+# The kernels that others call by address (see fastmlp.kernels._calls), per dtype: a
+# tile's forward and backward pass (tile_gradient, or its fused form for one hidden ReLU
+# layer on few inputs), and the optimizer step.
 @functools.cache
-def _tile_kernel(dtype):
-    return CompiledKernel(_layers.tile_gradient, _layers.tile_gradient_signature(dtype))
+def _tile_kernel(dtype, shallow):
+    kernel = _shallow.tile_gradient_shallow if shallow else _layers.tile_gradient
+    return CompiledKernel(kernel, _layers.tile_gradient_signature(dtype))
+
+
+def _tile_kernel_for(network, hidden):
+    return _tile_kernel(network.dtype, _shallow.is_shallow(network.units, hidden))
 
 
 @functools.cache
@@ -180,7 +187,7 @@ def loss_and_gradients(
     order = np.arange(n, dtype=np.int64)
     with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
         data_loss = batch_gradient(
-            _tile_kernel(dtype), X, Y, sample_weight, order, 0, n, network.theta,
+            _tile_kernel_for(network, hidden), X, Y, sample_weight, order, 0, n, network.theta,
             network.units, network.coef_off, network.int_off, run_plan.use_blas, hidden, out,
             run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
             _layers.PHASE_BACKWARD,
@@ -205,7 +212,7 @@ def predict(network, X, activation, output):
     out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
     hidden, out_code = _codes(activation, output)
     _layers.forward_rows(
-        _tile_kernel(network.dtype), X, network.theta, network.units, network.coef_off,
+        _tile_kernel_for(network, hidden), X, network.theta, network.units, network.coef_off,
         network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out,
     )
     return out
@@ -269,10 +276,10 @@ class Trainer:
         )
         with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
             self.adam_step = train_epochs(
-                _tile_kernel(network.dtype), _step_kernel(network.dtype), X, Y, sample_weight,
-                order, batch_size, n_epochs, network.theta, network.units, network.coef_off,
-                network.int_off, run_plan.use_blas, self.hidden, self.output, self.alpha,
-                run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
+                _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype), X, Y,
+                sample_weight, order, batch_size, n_epochs, network.theta, network.units,
+                network.coef_off, network.int_off, run_plan.use_blas, self.hidden, self.output,
+                self.alpha, run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
                 _training.SGD if self.solver == "sgd" else _training.ADAM,
                 self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
                 self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,

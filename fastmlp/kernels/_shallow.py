@@ -1,0 +1,255 @@
+"""One hidden ReLU layer on at most four inputs (the notebook's network), two fused passes
+over the hidden units per row.
+
+``tile_gradient`` runs a layer at a time over a tile, storing each layer's z, a and delta
+and reading them back: on a 2-100-1 network that is some ten passes over a 64 x 100
+tile, bound by loads and stores. With few inputs a hidden unit's z is two to five
+multiply-adds from values in registers, so here it is computed twice instead of stored:
+a first pass over the hidden units gives the row's outputs, a second, after the loss,
+its gradient, with every accumulator in L1.
+
+``tile_gradient_shallow`` takes the arguments of ``tile_gradient`` and uses its workspace
+layout (the output layer's z, a and delta blocks, and its transposed blocks), so every
+caller runs either through the same address (see ``fastmlp.kernels._calls``).
+"""
+
+from numba import njit
+
+from fastmlp.kernels._layers import (
+    PHASE_FORWARD,
+    PHASE_GATHER,
+    _block,
+    _transpose,
+    workspace_offsets,
+)
+from fastmlp.kernels._math import FASTMATH, RELU, output_activate, output_loss_and_delta
+
+SHALLOW_MAX_INPUTS = 4
+SHALLOW_MAX_OUTPUTS = 2
+
+
+def is_shallow(units, hidden):
+    """Whether ``tile_gradient_shallow`` can run this network (hidden: an activation code)."""
+    return (
+        len(units) == 3
+        and units[0] <= SHALLOW_MAX_INPUTS
+        and units[2] <= SHALLOW_MAX_OUTPUTS
+        and hidden == RELU
+    )
+
+
+# The two passes take the network's shape as arguments, and are inlined (by Numba, with
+# the constants of each call site below): every `if n_in > 1` is decided at compile
+# time, and each of the eight loops that remain is a plain loop over the hidden units,
+# which LLVM vectorizes. Rows go four at a time, so that each weight and accumulator is
+# loaded once for four rows; a last block of fewer rows is padded with rows of zeros
+# (x = 0 and delta = 0), which add exactly nothing.
+@njit(cache=True, error_model="numpy", inline="always")
+def _row(X, order, start, rows, i, n_in):
+    """Inputs 0 to 3 of tile row i (zeros past the row's inputs, or past the tile)."""
+    t = X.dtype.type
+    if i >= rows:
+        return t(0), t(0), t(0), t(0)
+    x = X[order[start + i]]
+    return (
+        x[0],
+        x[1] if n_in > 1 else t(0),
+        x[2] if n_in > 2 else t(0),
+        x[3] if n_in > 3 else t(0),
+    )
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")
+def _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z):
+    """Z[:rows] = relu(x @ W1 + b1) @ W2T.T + b2 for the rows x = X[order[start + i]]."""
+    t = Z.dtype.type
+    w0, w1, w2, w3 = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
+    v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
+    for i in range(0, rows, 4):
+        xa0, xa1, xa2, xa3 = _row(X, order, start, rows, i, n_in)
+        xb0, xb1, xb2, xb3 = _row(X, order, start, rows, i + 1, n_in)
+        xc0, xc1, xc2, xc3 = _row(X, order, start, rows, i + 2, n_in)
+        xd0, xd1, xd2, xd3 = _row(X, order, start, rows, i + 3, n_in)
+        sa0 = sb0 = sc0 = sd0 = sa1 = sb1 = sc1 = sd1 = t(0)
+        for j in range(b1.shape[0]):
+            bias, u0 = b1[j], w0[j]
+            za, zb, zc, zd = bias + xa0 * u0, bias + xb0 * u0, bias + xc0 * u0, bias + xd0 * u0
+            if n_in > 1:
+                u1 = w1[j]
+                za, zb, zc, zd = za + xa1 * u1, zb + xb1 * u1, zc + xc1 * u1, zd + xd1 * u1
+            if n_in > 2:
+                u2 = w2[j]
+                za, zb, zc, zd = za + xa2 * u2, zb + xb2 * u2, zc + xc2 * u2, zd + xd2 * u2
+            if n_in > 3:
+                u3 = w3[j]
+                za, zb, zc, zd = za + xa3 * u3, zb + xb3 * u3, zc + xc3 * u3, zd + xd3 * u3
+            aa, ab = (za if za > 0 else t(0)), (zb if zb > 0 else t(0))
+            ac, ad = (zc if zc > 0 else t(0)), (zd if zd > 0 else t(0))
+            p0 = v0[j]
+            sa0, sb0, sc0, sd0 = sa0 + aa * p0, sb0 + ab * p0, sc0 + ac * p0, sd0 + ad * p0
+            if n_out > 1:
+                p1 = v1[j]
+                sa1, sb1, sc1, sd1 = sa1 + aa * p1, sb1 + ab * p1, sc1 + ac * p1, sd1 + ad * p1
+        for r, s0, s1 in ((0, sa0, sa1), (1, sb0, sb1), (2, sc0, sc1), (3, sd0, sd1)):
+            if i + r < rows:
+                Z[i + r, 0] = b2[0] + s0
+                if n_out > 1:
+                    Z[i + r, 1] = b2[1] + s1
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _deltas(D, rows, i, n_out):
+    """Output errors 0 and 1 of tile row i (zeros past the outputs, or past the tile)."""
+    t = D.dtype.type
+    if i >= rows:
+        return t(0), t(0)
+    return D[i, 0], D[i, 1] if n_out > 1 else t(0)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")
+def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T):
+    """G1 += x.T @ delta_h, g1 += delta_h.sum(0) and G2T += D.T @ a over the rows, with
+    a = relu(z) and delta_h = (D @ W2T) * (z > 0) computed afresh per hidden unit."""
+    t = G1.dtype.type
+    w0, w1, w2, w3 = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
+    h0, h1, h2, h3 = G1[0], G1[min(1, n_in - 1)], G1[min(2, n_in - 1)], G1[min(3, n_in - 1)]
+    v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
+    q0, q1 = G2T[0], G2T[min(1, n_out - 1)]
+    for i in range(0, rows, 4):
+        xa0, xa1, xa2, xa3 = _row(X, order, start, rows, i, n_in)
+        xb0, xb1, xb2, xb3 = _row(X, order, start, rows, i + 1, n_in)
+        xc0, xc1, xc2, xc3 = _row(X, order, start, rows, i + 2, n_in)
+        xd0, xd1, xd2, xd3 = _row(X, order, start, rows, i + 3, n_in)
+        da0, da1 = _deltas(D, rows, i, n_out)
+        db0, db1 = _deltas(D, rows, i + 1, n_out)
+        dc0, dc1 = _deltas(D, rows, i + 2, n_out)
+        dd0, dd1 = _deltas(D, rows, i + 3, n_out)
+        for j in range(b1.shape[0]):
+            bias, u0 = b1[j], w0[j]
+            za, zb, zc, zd = bias + xa0 * u0, bias + xb0 * u0, bias + xc0 * u0, bias + xd0 * u0
+            if n_in > 1:
+                u1 = w1[j]
+                za, zb, zc, zd = za + xa1 * u1, zb + xb1 * u1, zc + xc1 * u1, zd + xd1 * u1
+            if n_in > 2:
+                u2 = w2[j]
+                za, zb, zc, zd = za + xa2 * u2, zb + xb2 * u2, zc + xc2 * u2, zd + xd2 * u2
+            if n_in > 3:
+                u3 = w3[j]
+                za, zb, zc, zd = za + xa3 * u3, zb + xb3 * u3, zc + xc3 * u3, zd + xd3 * u3
+            p0 = v0[j]
+            ba, bb, bc, bd = da0 * p0, db0 * p0, dc0 * p0, dd0 * p0
+            if n_out > 1:
+                p1 = v1[j]
+                ba, bb, bc, bd = ba + da1 * p1, bb + db1 * p1, bc + dc1 * p1, bd + dd1 * p1
+            ea = ba if za > 0 else t(0)
+            eb = bb if zb > 0 else t(0)
+            ec = bc if zc > 0 else t(0)
+            ed = bd if zd > 0 else t(0)
+            aa, ab = (za if za > 0 else t(0)), (zb if zb > 0 else t(0))
+            ac, ad = (zc if zc > 0 else t(0)), (zd if zd > 0 else t(0))
+            g1[j] += ea + eb + ec + ed
+            h0[j] += xa0 * ea + xb0 * eb + xc0 * ec + xd0 * ed
+            if n_in > 1:
+                h1[j] += xa1 * ea + xb1 * eb + xc1 * ec + xd1 * ed
+            if n_in > 2:
+                h2[j] += xa2 * ea + xb2 * eb + xc2 * ec + xd2 * ed
+            if n_in > 3:
+                h3[j] += xa3 * ea + xb3 * eb + xc3 * ec + xd3 * ed
+            q0[j] += da0 * aa + db0 * ab + dc0 * ac + dd0 * ad
+            if n_out > 1:
+                q1[j] += da1 * aa + db1 * ab + dc1 * ac + dd1 * ad
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _outputs(X, order, start, rows, W1, b1, W2T, b2, Z):
+    n_in, n_out = W1.shape[0], W2T.shape[0]
+    if n_out == 1:
+        if n_in == 1:
+            _outputs_pass(1, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
+        elif n_in == 2:
+            _outputs_pass(2, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
+        elif n_in == 3:
+            _outputs_pass(3, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
+        else:
+            _outputs_pass(4, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
+    elif n_in == 1:
+        _outputs_pass(1, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
+    elif n_in == 2:
+        _outputs_pass(2, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
+    elif n_in == 3:
+        _outputs_pass(3, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
+    else:
+        _outputs_pass(4, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _gradient(X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T):
+    n_in, n_out = W1.shape[0], W2T.shape[0]
+    if n_out == 1:
+        if n_in == 1:
+            _gradient_pass(1, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+        elif n_in == 2:
+            _gradient_pass(2, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+        elif n_in == 3:
+            _gradient_pass(3, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+        else:
+            _gradient_pass(4, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+    elif n_in == 1:
+        _gradient_pass(1, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+    elif n_in == 2:
+        _gradient_pass(2, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+    elif n_in == 3:
+        _gradient_pass(3, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+    else:
+        _gradient_pass(4, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def tile_gradient_shallow(
+    X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
+    hidden, output, tile, work, grad, scratch, overwrite, last_phase,
+):
+    """``tile_gradient`` for a network :func:`is_shallow` accepts (same arguments, same
+    results, to rounding); ``use_blas``, ``hidden`` and ``scratch`` are not used."""
+    t = theta.dtype.type
+    n_in, n_hidden, n_out = units[0], units[1], units[2]
+    z_off, a_off, d_off, t_off, _ = workspace_offsets(units, tile)
+    backward = Y.shape[0] > 0
+    if last_phase == PHASE_GATHER:  # nothing is gathered: rows are read where they are
+        return t(0)
+
+    W1 = _block(theta, coef_off[0], n_in, n_hidden)
+    b1 = theta[int_off[0] : int_off[0] + n_hidden]
+    W2T = _block(work, t_off[1], n_out, n_hidden)
+    _transpose(_block(theta, coef_off[1], n_hidden, n_out), W2T)
+    b2 = theta[int_off[1] : int_off[1] + n_out]
+    Z = _block(work, z_off[1], tile, n_out)
+    A = _block(work, a_off[1], tile, n_out)
+    _outputs(X, order, start, rows, W1, b1, W2T, b2, Z)
+    output_activate(output, Z, A, rows)
+    if not backward:
+        return t(0)
+    D = _block(work, d_off[1], tile, n_out)
+    loss = output_loss_and_delta(output, A, Y, order, start, sample_weight, D, rows)
+    if last_phase == PHASE_FORWARD:
+        return loss
+
+    G1 = _block(grad, coef_off[0], n_in, n_hidden)
+    g1 = grad[int_off[0] : int_off[0] + n_hidden]
+    G2 = _block(grad, coef_off[1], n_hidden, n_out)
+    g2 = grad[int_off[1] : int_off[1] + n_out]
+    G2T = _block(work, t_off[1] + n_hidden * n_out, n_out, n_hidden)
+    if overwrite:
+        for p in range(grad.shape[0]):
+            grad[p] = 0
+    for k in range(n_out):
+        for j in range(n_hidden):
+            G2T[k, j] = 0
+    _gradient(X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+    for i in range(rows):
+        for k in range(n_out):
+            g2[k] += D[i, k]
+    for j in range(n_hidden):
+        for k in range(n_out):
+            G2[j, k] += G2T[k, j]
+    return loss
