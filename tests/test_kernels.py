@@ -372,6 +372,19 @@ def test_flat_network_views_share_memory():
     assert network.n_params == 3 * 4 + 4 * 2 + 4 + 2
 
 
+def test_shuffler_draws_uniform_reproducible_permutations():
+    shuffler = kernels.Shuffler(5, seed=1)
+    counts = np.zeros((5, 5))
+    for _ in range(20000):
+        counts[np.arange(5), shuffler()] += 1
+    # Each value at each place a fifth of the time: 4000, give or take 57 (one sigma).
+    assert np.all(np.abs(counts - 4000) < 300)
+    assert sorted(kernels.Shuffler(1000)()) == list(range(1000))
+    first, again = kernels.Shuffler(10, seed=3), kernels.Shuffler(10, seed=3)
+    assert first().tolist() == again().tolist() != kernels.Shuffler(10, seed=4)().tolist()
+    assert first().tolist() != first().tolist()  # a new order at each call
+
+
 def test_warmup_compiles_and_runs():
     fastmlp.warmup(dtypes=("float64",))
 
@@ -418,6 +431,34 @@ def test_tanh_is_numpys(dtype, rng):
     out = np.empty_like(specials)
     _math.activate(_math.TANH, specials, out, 4)
     np.testing.assert_array_equal(out.ravel(), [np.nan, 1.0, -1.0, 0.0])
+
+
+def test_exp_and_log_are_numpys(rng):
+    """The engine's own exp and log (vectorizable, see _math.py): within 1 ulp of NumPy's,
+    exp also at its edges (overflow, subnormal results, underflow, inf and NaN)."""
+    from numba import njit
+
+    @njit
+    def apply(function, x):
+        out = np.empty_like(x)
+        for i in range(x.shape[0]):
+            out[i] = function(x[i])
+        return out
+
+    x = np.concatenate([rng.uniform(-750, 715, 20000), rng.standard_normal(20000) * 3, [
+        0.0, 1e-300, 709.78, 709.79, -708.3, -708.4, -745.1, -745.2, np.inf, -np.inf]])
+    with np.errstate(over="ignore"):
+        expected = np.exp(x)
+    got = apply(_math.exp, x)
+    normal = np.isfinite(expected) & (expected >= np.finfo(np.float64).tiny)
+    np.testing.assert_allclose(got[normal], expected[normal], rtol=np.finfo(float).eps, atol=0)
+    np.testing.assert_allclose(got[~normal], expected[~normal], rtol=0, atol=5e-324)
+    assert np.isnan(apply(_math.exp, np.array([np.nan])))[0]
+
+    y = np.concatenate([rng.uniform(0, 1, 20000), 10.0 ** rng.uniform(-307, 308, 20000),
+                        [np.finfo(float).tiny, np.finfo(float).eps, 1.0, 1 - 2**-53, 2**0.5]])
+    np.testing.assert_allclose(apply(_math.log_positive, y), np.log(y),
+                               rtol=np.finfo(float).eps, atol=np.finfo(float).eps)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])

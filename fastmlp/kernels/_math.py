@@ -53,8 +53,9 @@ _TANH_Q = (1.12811678491632931402e2, 2.23548839060100448583e3, 4.844063053251254
 
 
 def times_pow2(x, k):
-    """x * 2**k, exactly, for a float32 or float64 x and an integer 0 <= k: as written
-    here when the JIT is off; compiled, by adding k to the exponent bits of x."""
+    """x * 2**k, exactly, for a float32 or float64 x and an integer k with x * 2**k
+    normal: as written here when the JIT is off; compiled, by adding k to the exponent
+    bits of x."""
     return x * type(x)(2.0 ** int(k))
 
 
@@ -84,6 +85,37 @@ def _add_to_exponent(typingctx, x, k):
 @overload(times_pow2)
 def _times_pow2_compiled(x, k):
     return lambda x, k: _add_to_exponent(x, k)
+
+
+def float_bits(x):
+    """The bits of a float64 as an int64 (compiled: a bit cast)."""
+    return int(np.float64(x).view(np.int64))
+
+
+def bits_float(bits):
+    """The float64 with the bits of an int64 (compiled: a bit cast)."""
+    return float(np.int64(bits).view(np.float64))
+
+
+@intrinsic
+def _bit_cast(typingctx, value, target):
+    """``value`` reinterpreted as ``target`` (a type of the same width)."""
+    result = target.instance_type
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(result))
+
+    return result(value, target), codegen
+
+
+@overload(float_bits)
+def _float_bits_compiled(x):
+    return lambda x: _bit_cast(np.float64(x), types.int64)
+
+
+@overload(bits_float)
+def _bits_float_compiled(bits):
+    return lambda bits: _bit_cast(np.int64(bits), types.float64)
 
 
 # Only 'contract': reassociation would undo the two-part reduction by ln(2).
@@ -144,6 +176,60 @@ def _gelu_parts(x):
     return one_plus, complement * (t(1) + magnitude)  # (1 - tanh|u|) (1 + tanh|u|)
 
 
+# exp and log, for the same reason as tanh: without a libm call, a loop of them
+# vectorizes. Both work in float64 (float32 values are widened, and the result rounded
+# once), and both are within 1 ulp of NumPy's (tests/test_kernels.py).
+_LOG_P = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.857142874366239149e-01,
+          2.222219843214978396e-01, 1.818357216161805012e-01, 1.531383769920937332e-01,
+          1.479819860511658591e-01)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def exp(x):
+    """exp(x) in float64: Cody-Waite reduction and the Taylor polynomial of tanh's, then
+    2**k in two halves, so that results below 2**-1022 round as subnormals; inf above
+    709.78, 0 below -745.2, NaN for NaN."""
+    x = np.float64(x)
+    x = x if not x > 710.0 else 710.0
+    x = x if not x < -746.0 else -746.0
+    kf = np.floor(x * _INV_LN2 + 0.5)
+    kf = kf if kf == kf else 0.0  # NaN: r is NaN anyway
+    r = (x - kf * _LN2_HI) - kf * _LN2_LO
+    p = 0.0
+    for c in _EXP_TAYLOR:
+        p = p * r + c
+    k = np.int64(kf)
+    half = k >> 1
+    return times_pow2(p, half) * times_pow2(1.0, k - half)
+
+
+@njit(cache=True, error_model="numpy", fastmath={"contract"})
+def log_positive(x):
+    """log(x) in float64 for a positive normal x (as the clipped probabilities of the
+    log-losses are), by fdlibm's method without its special cases: x = 2**k * m with
+    sqrt(2)/2 <= m < sqrt(2), and log(m) from s = (m - 1) / (m + 1)."""
+    bits = float_bits(np.float64(x))
+    k = (bits >> 52) - 1023
+    mantissa = bits & 0x000FFFFFFFFFFFFF
+    upper = (mantissa + 0x00095F6400000000) & 0x0010000000000000  # m >= sqrt(2): halve
+    f = bits_float(mantissa | (upper ^ 0x3FF0000000000000)) - 1.0
+    kf = np.float64(k + (upper >> 52))
+    half_f2 = 0.5 * f * f
+    s = f / (2.0 + f)
+    z = s * s
+    w = z * z
+    p1, p2, p3, p4, p5, p6, p7 = _LOG_P
+    odd = w * (p2 + w * (p4 + w * p6))
+    even = z * (p1 + w * (p3 + w * (p5 + w * p7)))
+    return kf * _LN2_HI - ((half_f2 - (s * (half_f2 + odd + even) + kf * _LN2_LO)) - f)
+
+
+@njit(cache=True, error_model="numpy")
+def _logistic(z):
+    """1 / (1 + exp(-z)) in z's dtype (computed in float64)."""
+    return type(z)(1.0 / (1.0 + exp(-np.float64(z))))
+
+
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def activate(code, Z, A, rows):
     """A[:rows] = f(Z[:rows]) for a tile of pre-activations.
@@ -152,7 +238,6 @@ def activate(code, Z, A, rows):
     the arithmetic of a 100-unit row.
     """
     t = Z.dtype.type
-    one = t(1)
     n = Z.shape[1]
     if code == RELU:
         for i in range(rows):
@@ -165,7 +250,7 @@ def activate(code, Z, A, rows):
     elif code == LOGISTIC:
         for i in range(rows):
             for j in range(n):
-                A[i, j] = one / (one + np.exp(-Z[i, j]))
+                A[i, j] = _logistic(Z[i, j])
     elif code == IDENTITY:
         for i in range(rows):
             for j in range(n):
@@ -183,7 +268,7 @@ def activate(code, Z, A, rows):
     else:  # SILU
         for i in range(rows):
             for j in range(n):
-                A[i, j] = Z[i, j] / (one + np.exp(-Z[i, j]))
+                A[i, j] = Z[i, j] * _logistic(Z[i, j])
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -224,13 +309,21 @@ def scale_by_derivative(code, Z, A, D, rows):
     else:  # SILU
         for i in range(rows):
             for j in range(n):
-                s = one / (one + np.exp(-Z[i, j]))
+                s = _logistic(Z[i, j])
                 D[i, j] *= s * (one + Z[i, j] * (one - s))
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _xlogy(x, y):
     return x * np.log(y) if x != 0 else x - x
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def _xlog_probability(x, p):
+    """x * log(p), 0 where x is 0, for a probability p clipped away from 0: the log is
+    taken either way and the choice made after, so a loop of it has no branch."""
+    logarithm = type(p)(log_positive(p))
+    return x * logarithm if x != 0 else x - x
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -245,14 +338,14 @@ def output_activate(code, Z, A, rows):
                 largest = max(largest, Z[i, j])
             total = t(0)
             for j in range(n):
-                A[i, j] = np.exp(Z[i, j] - largest)
+                A[i, j] = t(exp(Z[i, j] - largest))
                 total += A[i, j]
             for j in range(n):
                 A[i, j] /= total
     elif code == OUT_EXP:
         for i in range(rows):
             for j in range(n):
-                A[i, j] = np.exp(Z[i, j])
+                A[i, j] = t(exp(Z[i, j]))
     else:  # the hidden activations of the same names
         activate(LOGISTIC if code == OUT_LOGISTIC else IDENTITY, Z, A, rows)
 
@@ -280,9 +373,9 @@ def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
         if code == OUT_SOFTMAX or code == OUT_LOGISTIC:
             for j in range(n):
                 p = min(max(A[i, j], eps), one - eps)
-                loss -= _xlogy(Y[row, j], p)
+                loss -= _xlog_probability(Y[row, j], p)
                 if both_sides:
-                    loss -= _xlogy(one - Y[row, j], one - p)
+                    loss -= _xlog_probability(one - Y[row, j], one - p)
         elif code == OUT_EXP:
             for j in range(n):
                 y = Y[row, j]

@@ -301,6 +301,23 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
     return weight_sum, step_size, adam_step
 
 
+@njit(cache=True)
+def shuffle(order, state):
+    """Shuffle ``order`` in place (Fisher-Yates), drawing from the xorshift64* generator
+    whose state is ``state[0]`` (advanced; never 0). Each index is a 32-bit draw scaled
+    to the range by a multiply and a shift, which is unbiased to within 2**-32 per step.
+    """
+    s = state[0]
+    for i in range(order.shape[0] - 1, 0, -1):
+        s ^= s >> np.uint64(12)
+        s ^= s << np.uint64(25)
+        s ^= s >> np.uint64(27)
+        draw = (s * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(32)
+        j = np.int64((draw * np.uint64(i + 1)) >> np.uint64(32))
+        order[i], order[j] = order[j], order[i]
+    state[0] = s
+
+
 # The two drivers below differ only in how a batch's gradient and step run: one
 # whole-epoch loop each, so that a serial plan never compiles (or caches) the parallel
 # regions. Each batch's share of scikit-learn's epoch loss is its loss times its length;
