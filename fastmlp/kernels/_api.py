@@ -137,13 +137,18 @@ class Workspace:
 # tile's forward and backward pass (tile_gradient, or its fused form for one hidden ReLU
 # layer on few inputs), and the optimizer step.
 @functools.cache
-def _tile_kernel(dtype, shallow):
-    kernel = _shallow.tile_gradient_shallow if shallow else _layers.tile_gradient
+def _tile_kernel(dtype, shallow_shape):
+    if shallow_shape is None:
+        kernel = _layers.tile_gradient
+    else:
+        kernel = _shallow.tile_gradient_shallow(*shallow_shape)
     return CompiledKernel(kernel, _layers.tile_gradient_signature(dtype))
 
 
 def _tile_kernel_for(network, hidden):
-    return _tile_kernel(network.dtype, _shallow.is_shallow(network.units, hidden))
+    units = network.units
+    shallow = _shallow.is_shallow(units, hidden)
+    return _tile_kernel(network.dtype, (int(units[0]), int(units[2])) if shallow else None)
 
 
 @functools.cache

@@ -8,10 +8,12 @@ multiply-adds from values in registers, so here it is computed twice instead of 
 a first pass over the hidden units gives the row's outputs, a second, after the loss,
 its gradient, with every accumulator in L1.
 
-``tile_gradient_shallow`` takes the arguments of ``tile_gradient`` and uses its workspace
-layout (the output layer's z, a and delta blocks, and its transposed blocks), so every
+``tile_gradient_shallow(n_in, n_out)`` takes the arguments of ``tile_gradient`` and uses
+its workspace layout (the output layer's z, a and delta blocks, and its transposed blocks), so every
 caller runs either through the same address (see ``fastmlp.kernels._calls``).
 """
+
+import functools
 
 from numba import njit
 
@@ -38,9 +40,9 @@ def is_shallow(units, hidden):
     )
 
 
-# The two passes take the network's shape as arguments, and are inlined (by Numba, with
-# the constants of each call site below): every `if n_in > 1` is decided at compile
-# time, and each of the eight loops that remain is a plain loop over the hidden units,
+# The two passes take the network's shape as arguments, and are inlined (by Numba) into
+# a kernel that holds it as constants (tile_gradient_shallow below): every `if n_in > 1`
+# is decided at compile time, and what remains is a plain loop over the hidden units,
 # which LLVM vectorizes. Rows go four at a time, so that each weight and accumulator is
 # loaded once for four rows; a last block of fewer rows is padded with rows of zeros
 # (x = 0 and delta = 0), which add exactly nothing.
@@ -59,30 +61,45 @@ def _row(X, order, start, rows, i, n_in):
     )
 
 
+@njit(cache=True, error_model="numpy", inline="always")
+def _block_rows(X, order, start, rows, i, n_in):
+    """The inputs of tile rows i to i + 3 (see _row)."""
+    return (
+        _row(X, order, start, rows, i, n_in),
+        _row(X, order, start, rows, i + 1, n_in),
+        _row(X, order, start, rows, i + 2, n_in),
+        _row(X, order, start, rows, i + 3, n_in),
+    )
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")
+def _hidden_z(n_in, j, b1, w, x):
+    """z of hidden unit j for the four rows x (see _block_rows); w: the rows of W1."""
+    bias, u = b1[j], w[0][j]
+    za, zb, zc, zd = bias + x[0][0] * u, bias + x[1][0] * u, bias + x[2][0] * u, bias + x[3][0] * u
+    if n_in > 1:
+        u = w[1][j]
+        za, zb, zc, zd = za + x[0][1] * u, zb + x[1][1] * u, zc + x[2][1] * u, zd + x[3][1] * u
+    if n_in > 2:
+        u = w[2][j]
+        za, zb, zc, zd = za + x[0][2] * u, zb + x[1][2] * u, zc + x[2][2] * u, zd + x[3][2] * u
+    if n_in > 3:
+        u = w[3][j]
+        za, zb, zc, zd = za + x[0][3] * u, zb + x[1][3] * u, zc + x[2][3] * u, zd + x[3][3] * u
+    return za, zb, zc, zd
+
+
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")
 def _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z):
     """Z[:rows] = relu(x @ W1 + b1) @ W2T.T + b2 for the rows x = X[order[start + i]]."""
     t = Z.dtype.type
-    w0, w1, w2, w3 = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
+    w = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
     v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
     for i in range(0, rows, 4):
-        xa0, xa1, xa2, xa3 = _row(X, order, start, rows, i, n_in)
-        xb0, xb1, xb2, xb3 = _row(X, order, start, rows, i + 1, n_in)
-        xc0, xc1, xc2, xc3 = _row(X, order, start, rows, i + 2, n_in)
-        xd0, xd1, xd2, xd3 = _row(X, order, start, rows, i + 3, n_in)
+        x = _block_rows(X, order, start, rows, i, n_in)
         sa0 = sb0 = sc0 = sd0 = sa1 = sb1 = sc1 = sd1 = t(0)
         for j in range(b1.shape[0]):
-            bias, u0 = b1[j], w0[j]
-            za, zb, zc, zd = bias + xa0 * u0, bias + xb0 * u0, bias + xc0 * u0, bias + xd0 * u0
-            if n_in > 1:
-                u1 = w1[j]
-                za, zb, zc, zd = za + xa1 * u1, zb + xb1 * u1, zc + xc1 * u1, zd + xd1 * u1
-            if n_in > 2:
-                u2 = w2[j]
-                za, zb, zc, zd = za + xa2 * u2, zb + xb2 * u2, zc + xc2 * u2, zd + xd2 * u2
-            if n_in > 3:
-                u3 = w3[j]
-                za, zb, zc, zd = za + xa3 * u3, zb + xb3 * u3, zc + xc3 * u3, zd + xd3 * u3
+            za, zb, zc, zd = _hidden_z(n_in, j, b1, w, x)
             aa, ab = (za if za > 0 else t(0)), (zb if zb > 0 else t(0))
             ac, ad = (zc if zc > 0 else t(0)), (zd if zd > 0 else t(0))
             p0 = v0[j]
@@ -111,31 +128,20 @@ def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G
     """G1 += x.T @ delta_h, g1 += delta_h.sum(0) and G2T += D.T @ a over the rows, with
     a = relu(z) and delta_h = (D @ W2T) * (z > 0) computed afresh per hidden unit."""
     t = G1.dtype.type
-    w0, w1, w2, w3 = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
+    w = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
     h0, h1, h2, h3 = G1[0], G1[min(1, n_in - 1)], G1[min(2, n_in - 1)], G1[min(3, n_in - 1)]
     v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
     q0, q1 = G2T[0], G2T[min(1, n_out - 1)]
     for i in range(0, rows, 4):
-        xa0, xa1, xa2, xa3 = _row(X, order, start, rows, i, n_in)
-        xb0, xb1, xb2, xb3 = _row(X, order, start, rows, i + 1, n_in)
-        xc0, xc1, xc2, xc3 = _row(X, order, start, rows, i + 2, n_in)
-        xd0, xd1, xd2, xd3 = _row(X, order, start, rows, i + 3, n_in)
+        x = _block_rows(X, order, start, rows, i, n_in)
+        (xa0, xa1, xa2, xa3), (xb0, xb1, xb2, xb3) = x[0], x[1]
+        (xc0, xc1, xc2, xc3), (xd0, xd1, xd2, xd3) = x[2], x[3]
         da0, da1 = _deltas(D, rows, i, n_out)
         db0, db1 = _deltas(D, rows, i + 1, n_out)
         dc0, dc1 = _deltas(D, rows, i + 2, n_out)
         dd0, dd1 = _deltas(D, rows, i + 3, n_out)
         for j in range(b1.shape[0]):
-            bias, u0 = b1[j], w0[j]
-            za, zb, zc, zd = bias + xa0 * u0, bias + xb0 * u0, bias + xc0 * u0, bias + xd0 * u0
-            if n_in > 1:
-                u1 = w1[j]
-                za, zb, zc, zd = za + xa1 * u1, zb + xb1 * u1, zc + xc1 * u1, zd + xd1 * u1
-            if n_in > 2:
-                u2 = w2[j]
-                za, zb, zc, zd = za + xa2 * u2, zb + xb2 * u2, zc + xc2 * u2, zd + xd2 * u2
-            if n_in > 3:
-                u3 = w3[j]
-                za, zb, zc, zd = za + xa3 * u3, zb + xb3 * u3, zc + xc3 * u3, zd + xd3 * u3
+            za, zb, zc, zd = _hidden_z(n_in, j, b1, w, x)
             p0 = v0[j]
             ba, bb, bc, bd = da0 * p0, db0 * p0, dc0 * p0, dd0 * p0
             if n_out > 1:
@@ -160,96 +166,62 @@ def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G
                 q1[j] += da1 * aa + db1 * ab + dc1 * ac + dd1 * ad
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def _outputs(X, order, start, rows, W1, b1, W2T, b2, Z):
-    n_in, n_out = W1.shape[0], W2T.shape[0]
-    if n_out == 1:
-        if n_in == 1:
-            _outputs_pass(1, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
-        elif n_in == 2:
-            _outputs_pass(2, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
-        elif n_in == 3:
-            _outputs_pass(3, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
-        else:
-            _outputs_pass(4, 1, X, order, start, rows, W1, b1, W2T, b2, Z)
-    elif n_in == 1:
-        _outputs_pass(1, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
-    elif n_in == 2:
-        _outputs_pass(2, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
-    elif n_in == 3:
-        _outputs_pass(3, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
-    else:
-        _outputs_pass(4, 2, X, order, start, rows, W1, b1, W2T, b2, Z)
+@functools.cache
+def tile_gradient_shallow(n_in, n_out):
+    """``tile_gradient`` for a network :func:`is_shallow` accepts, with ``n_in`` inputs
+    and ``n_out`` outputs: same arguments, same results to rounding (``use_blas``,
+    ``hidden`` and ``scratch`` are not used).
 
+    The two counts are constants of the compiled code, so each pair is compiled on its
+    first use, and only then (Numba's disk cache keys a closure by the values it holds).
+    """
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def _gradient(X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T):
-    n_in, n_out = W1.shape[0], W2T.shape[0]
-    if n_out == 1:
-        if n_in == 1:
-            _gradient_pass(1, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-        elif n_in == 2:
-            _gradient_pass(2, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-        elif n_in == 3:
-            _gradient_pass(3, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-        else:
-            _gradient_pass(4, 1, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-    elif n_in == 1:
-        _gradient_pass(1, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-    elif n_in == 2:
-        _gradient_pass(2, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-    elif n_in == 3:
-        _gradient_pass(3, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-    else:
-        _gradient_pass(4, 2, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+    @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+    def tile_gradient_shallow(
+        X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
+        hidden, output, tile, work, grad, scratch, overwrite, last_phase,
+    ):
+        t = theta.dtype.type
+        n_hidden = units[1]
+        z_off, a_off, d_off, t_off, _ = workspace_offsets(units, tile)
+        backward = Y.shape[0] > 0
+        if last_phase == PHASE_GATHER:  # nothing is gathered: rows are read where they are
+            return t(0)
 
+        W1 = _block(theta, coef_off[0], n_in, n_hidden)
+        b1 = theta[int_off[0] : int_off[0] + n_hidden]
+        W2T = _block(work, t_off[1], n_out, n_hidden)
+        _transpose(_block(theta, coef_off[1], n_hidden, n_out), W2T)
+        b2 = theta[int_off[1] : int_off[1] + n_out]
+        Z = _block(work, z_off[1], tile, n_out)
+        A = _block(work, a_off[1], tile, n_out)
+        _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z)
+        output_activate(output, Z, A, rows)
+        if not backward:
+            return t(0)
+        D = _block(work, d_off[1], tile, n_out)
+        loss = output_loss_and_delta(output, A, Y, order, start, sample_weight, D, rows)
+        if last_phase == PHASE_FORWARD:
+            return loss
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def tile_gradient_shallow(
-    X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, work, grad, scratch, overwrite, last_phase,
-):
-    """``tile_gradient`` for a network :func:`is_shallow` accepts (same arguments, same
-    results, to rounding); ``use_blas``, ``hidden`` and ``scratch`` are not used."""
-    t = theta.dtype.type
-    n_in, n_hidden, n_out = units[0], units[1], units[2]
-    z_off, a_off, d_off, t_off, _ = workspace_offsets(units, tile)
-    backward = Y.shape[0] > 0
-    if last_phase == PHASE_GATHER:  # nothing is gathered: rows are read where they are
-        return t(0)
-
-    W1 = _block(theta, coef_off[0], n_in, n_hidden)
-    b1 = theta[int_off[0] : int_off[0] + n_hidden]
-    W2T = _block(work, t_off[1], n_out, n_hidden)
-    _transpose(_block(theta, coef_off[1], n_hidden, n_out), W2T)
-    b2 = theta[int_off[1] : int_off[1] + n_out]
-    Z = _block(work, z_off[1], tile, n_out)
-    A = _block(work, a_off[1], tile, n_out)
-    _outputs(X, order, start, rows, W1, b1, W2T, b2, Z)
-    output_activate(output, Z, A, rows)
-    if not backward:
-        return t(0)
-    D = _block(work, d_off[1], tile, n_out)
-    loss = output_loss_and_delta(output, A, Y, order, start, sample_weight, D, rows)
-    if last_phase == PHASE_FORWARD:
+        G1 = _block(grad, coef_off[0], n_in, n_hidden)
+        g1 = grad[int_off[0] : int_off[0] + n_hidden]
+        G2 = _block(grad, coef_off[1], n_hidden, n_out)
+        g2 = grad[int_off[1] : int_off[1] + n_out]
+        G2T = _block(work, t_off[1] + n_hidden * n_out, n_out, n_hidden)
+        if overwrite:
+            for p in range(grad.shape[0]):
+                grad[p] = 0
+        for k in range(n_out):
+            for j in range(n_hidden):
+                G2T[k, j] = 0
+        _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
+        for i in range(rows):
+            for k in range(n_out):
+                g2[k] += D[i, k]
+        for j in range(n_hidden):
+            for k in range(n_out):
+                G2[j, k] += G2T[k, j]
         return loss
 
-    G1 = _block(grad, coef_off[0], n_in, n_hidden)
-    g1 = grad[int_off[0] : int_off[0] + n_hidden]
-    G2 = _block(grad, coef_off[1], n_hidden, n_out)
-    g2 = grad[int_off[1] : int_off[1] + n_out]
-    G2T = _block(work, t_off[1] + n_hidden * n_out, n_out, n_hidden)
-    if overwrite:
-        for p in range(grad.shape[0]):
-            grad[p] = 0
-    for k in range(n_out):
-        for j in range(n_hidden):
-            G2T[k, j] = 0
-    _gradient(X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T)
-    for i in range(rows):
-        for k in range(n_out):
-            g2[k] += D[i, k]
-    for j in range(n_hidden):
-        for k in range(n_out):
-            G2[j, k] += G2T[k, j]
-    return loss
+    return tile_gradient_shallow
