@@ -228,22 +228,28 @@ PARALLEL_STEP_MIN_PARAMS = 2048
 
 
 @njit(cache=True, error_model="numpy")
+def _other_gradient(grads, lo, hi):
+    """What the step adds to ``grads[0, lo:hi]``: with two chunks, the second's gradient
+    (added inside the step); with more, they are first summed into ``grads[0]`` in chunk
+    order, and nothing is left to add."""
+    if grads.shape[0] == 2:
+        return grads[1, lo:hi]
+    for part in range(1, grads.shape[0]):
+        _add_to(grads[0], grads[part], lo, hi)
+    return grads[0, :0]
+
+
+@njit(cache=True, error_model="numpy")
 def _sum_and_step_serial(
     step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
     learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
     """:func:`_sum_and_step_parallel` on the calling thread, chunks summed in the same
     order."""
-    n_chunks = grads.shape[0]
-    if n_chunks == 2:
-        other = grads[1]
-    else:
-        for part in range(1, n_chunks):
-            _add_to(grads[0], grads[part], 0, theta.shape[0])
-        other = grads[0, :0]
     return step_kernel(
-        theta, grads[0], other, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
-        learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+        theta, grads[0], _other_gradient(grads, 0, theta.shape[0]), n_coef_params, alpha,
+        weight_sum, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
+        beta_2, epsilon, step_size,
     )
 
 
@@ -264,17 +270,11 @@ def _sum_and_step_parallel(
     n_chunks = grads.shape[0]
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(0, theta.shape[0], n_chunks, chunk)
-        if n_chunks == 2:
-            other = grads[1, lo:hi]
-        else:
-            for part in range(1, n_chunks):
-                _add_to(grads[0], grads[part], lo, hi)
-            other = grads[0, :0]
         n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
         penalties[chunk] = step_kernel(
-            theta[lo:hi], grads[0, lo:hi], other, n_coefs, alpha, weight_sum, solver,
-            state_1[lo:hi], state_2[lo:hi], learning_rate, momentum, nesterov, beta_1, beta_2,
-            epsilon, step_size,
+            theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, alpha,
+            weight_sum, solver, state_1[lo:hi], state_2[lo:hi], learning_rate, momentum,
+            nesterov, beta_1, beta_2, epsilon, step_size,
         )
     penalty = penalties[0]
     for chunk in range(1, n_chunks):
