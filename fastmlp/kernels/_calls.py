@@ -4,9 +4,9 @@ Numba links the code of every function a kernel calls into the kernel's own modu
 then optimizes it and generates machine code for it again there. The forward and
 backward pass of a tile is the bulk of the engine's code, and it sat under six such
 levels (the chunk loop, the three levels of a parallel region, the parallel function,
-the epoch loop): a first fit spent 26 s compiling it over and over. Passed in as an
-argument instead, it is called through a pointer, and its callers compile only their
-own code.
+the epoch loop): of a first fit's 26 s of compiling, some 15 s went to its seven
+copies. Passed in as an argument instead, it is called through a pointer, and its
+callers compile only their own code.
 
 The address is an argument, not a constant baked into the callers' code, so the
 callers stay cacheable on disk. With the JIT off, a :class:`CompiledKernel` is simply
