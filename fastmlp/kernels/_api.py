@@ -323,7 +323,9 @@ def warmup(dtypes=("float64", "float32")):
 
     Each kernel has one compiled signature per dtype, whatever the layer sizes, batch
     size or activation, so no shapes are needed: this pays the whole compile cost up
-    front. Call it once at start-up, before timing anything.
+    front. Call it once at start-up, before timing anything. The one exception is the
+    fused kernel for one hidden ReLU layer on few inputs (``_shallow.py``), compiled for
+    each count of inputs and outputs when a network of that shape first runs.
     """
     from numba import config
 
@@ -332,7 +334,7 @@ def warmup(dtypes=("float64", "float32")):
     thread_counts = (1, 2) if config.NUMBA_NUM_THREADS >= 2 else (1,)
     for dtype in dtypes:
         dtype = np.dtype(dtype)
-        network = FlatNetwork([3, 4, 2], dtype)
+        network = FlatNetwork([3, 4, 4, 2], dtype)  # two hidden layers: not the fused kernel
         network.theta[:] = rng.standard_normal(network.n_params)
         X = rng.standard_normal((n_rows, 3)).astype(dtype)
         Y = np.eye(2, dtype=dtype)[rng.integers(0, 2, n_rows)]
