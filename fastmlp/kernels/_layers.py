@@ -420,8 +420,8 @@ def tile_gradient_signature(dtype):
     real = from_dtype(np.dtype(dtype))
     vector, indices, int64 = real[::1], types.int64[::1], types.int64
 
-    def data(dtype, ndim):
-        return types.Array(dtype, ndim, "C", readonly=True)
+    def data(element, ndim):
+        return types.Array(element, ndim, "C", readonly=True)
 
     return real(
         data(real, 2), data(real, 2), data(real, 1), data(int64, 1),  # X, Y, weights, order
@@ -437,8 +437,8 @@ def forward_rows(
 ):
     """out = the network's output for every row of X, tile by tile (forward pass only).
 
-    ``tile_kernel`` is :func:`tile_gradient`, compiled for X's dtype and passed by address
-    (``fastmlp.kernels._calls``).
+    ``tile_kernel`` is :func:`tile_gradient` (or its fused form, ``_shallow.py``), compiled
+    for X's dtype and passed by address (``fastmlp.kernels._calls``).
     """
     n = X.shape[0]
     order = np.arange(n)

@@ -9,7 +9,6 @@ enough for LLVM to vectorize. Constants are built in the array's own dtype
 import math
 
 import numpy as np
-from llvmlite import ir
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
@@ -59,34 +58,6 @@ def times_pow2(x, k):
     return x * type(x)(2.0 ** int(k))
 
 
-@intrinsic
-def _add_to_exponent(typingctx, x, k):
-    """Compiled :func:`times_pow2`, for a normal x with x * 2**k normal: no check is made.
-    Unlike a table of powers of two, it vectorizes without a gather."""
-    if not isinstance(x, types.Float) or not isinstance(k, types.Integer):
-        return None
-    bits = x.bitwidth
-    mantissa_bits = 52 if bits == 64 else 23
-
-    def codegen(context, builder, signature, args):
-        value, power = args
-        int_type = ir.IntType(bits)
-        if power.type.width > bits:
-            power = builder.trunc(power, int_type)
-        elif power.type.width < bits:
-            power = builder.zext(power, int_type)
-        shifted = builder.shl(power, ir.Constant(int_type, mantissa_bits))
-        scaled = builder.add(builder.bitcast(value, int_type), shifted)
-        return builder.bitcast(scaled, value.type)
-
-    return x(x, k), codegen
-
-
-@overload(times_pow2)
-def _times_pow2_compiled(x, k):
-    return lambda x, k: _add_to_exponent(x, k)
-
-
 def float_bits(x):
     """The bits of a float64 as an int64 (compiled: a bit cast)."""
     return int(np.float64(x).view(np.int64))
@@ -116,6 +87,23 @@ def _float_bits_compiled(x):
 @overload(bits_float)
 def _bits_float_compiled(bits):
     return lambda bits: _bit_cast(np.int64(bits), types.float64)
+
+
+@overload(times_pow2)
+def _times_pow2_compiled(x, k):
+    """k added to the exponent bits of x: for a normal x with x * 2**k normal, no check
+    is made. Unlike a table of powers of two, it vectorizes without a gather."""
+    if not isinstance(x, types.Float) or not isinstance(k, types.Integer):
+        return None
+    float_type = x
+    same_width = types.int64 if x.bitwidth == 64 else types.int32
+    exponent_shift = 52 if x.bitwidth == 64 else 23
+
+    def add_to_exponent(x, k):
+        bits = np.int64(_bit_cast(x, same_width)) + (np.int64(k) << exponent_shift)
+        return _bit_cast(same_width(bits), float_type)
+
+    return add_to_exponent
 
 
 # Only 'contract': reassociation would undo the two-part reduction by ln(2).

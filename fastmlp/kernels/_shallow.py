@@ -62,6 +62,12 @@ def _row(X, order, start, rows, i, n_in):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _first_rows(M, n):
+    """Rows 0 to 3 of M, the last of its n rows standing in for those past it."""
+    return M[0], M[min(1, n - 1)], M[min(2, n - 1)], M[min(3, n - 1)]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _block_rows(X, order, start, rows, i, n_in):
     """The inputs of tile rows i to i + 3 (see _row)."""
     return (
@@ -93,7 +99,7 @@ def _hidden_z(n_in, j, b1, w, x):
 def _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z):
     """Z[:rows] = relu(x @ W1 + b1) @ W2T.T + b2 for the rows x = X[order[start + i]]."""
     t = Z.dtype.type
-    w = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
+    w = _first_rows(W1, n_in)
     v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
     for i in range(0, rows, 4):
         x = _block_rows(X, order, start, rows, i, n_in)
@@ -128,8 +134,8 @@ def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G
     """G1 += x.T @ delta_h, g1 += delta_h.sum(0) and G2T += D.T @ a over the rows, with
     a = relu(z) and delta_h = (D @ W2T) * (z > 0) computed afresh per hidden unit."""
     t = G1.dtype.type
-    w = W1[0], W1[min(1, n_in - 1)], W1[min(2, n_in - 1)], W1[min(3, n_in - 1)]
-    h0, h1, h2, h3 = G1[0], G1[min(1, n_in - 1)], G1[min(2, n_in - 1)], G1[min(3, n_in - 1)]
+    w = _first_rows(W1, n_in)
+    h0, h1, h2, h3 = _first_rows(G1, n_in)
     v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
     q0, q1 = G2T[0], G2T[min(1, n_out - 1)]
     for i in range(0, rows, 4):
