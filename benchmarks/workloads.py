@@ -242,7 +242,7 @@ def numba_engine(workload, data):
     """fastmlp's Numba engine: whole-epoch kernels (W1: the notebook's gradient_step)."""
     if workload.solver == "gd":
         return _fastmlp_notebook(workload, data, "numba")
-    from fastmlp.kernels import FlatNetwork, Shuffler, Trainer
+    from fastmlp.kernels import FlatNetwork, Trainer
 
     X, y = data
     units = network_units(workload, X, y)
@@ -254,10 +254,12 @@ def numba_engine(workload, data):
         batch_size=workload.batch_size, momentum=workload.momentum, nesterov=workload.nesterov,
     )
     Xc, Yc, no_weights = trainer.prepare(X, Y)
-    shuffler = Shuffler(X.shape[0], seed=0)  # the engine's own generator, as PyTorch's
+    order = np.arange(X.shape[0], dtype=np.int64)
+    random_state = np.random.RandomState(0)  # shuffled in compiled code before each epoch
 
     def epoch():
-        trainer.run_epochs(Xc, Yc, no_weights, shuffler(), workload.learning_rate)
+        trainer.run_epochs(Xc, Yc, no_weights, order, workload.learning_rate,
+                           random_state=random_state)
 
     epoch()
     predict = _label_predictor(network.coefs, network.intercepts, workload.activation, output)

@@ -73,20 +73,24 @@ class StochasticSolver:
             return self.trainer.prepare(X, Y, sample_weight)
         return X, Y, sample_weight
 
-    def run_epoch(self, X, Y, sample_weight, order):
-        """One epoch over the rows ``order``; returns scikit-learn's epoch loss."""
+    def run_epochs(self, X, Y, sample_weight, order, n_epochs, random_state):
+        """``n_epochs`` epochs, each over the rows ``order``, which ``random_state`` (None:
+        no shuffling) shuffles in place before each, as scikit-learn does; returns
+        scikit-learn's loss of each epoch. The Numba engine runs them in one call."""
         if self.backend == "numba":
-            order = np.ascontiguousarray(order, dtype=np.int64)
-            (loss,) = self.trainer.run_epochs(
-                X, Y, sample_weight, order, self.schedule.learning_rate, 1
-            )
-            return float(loss)
-        return float(
-            reference.train_epoch(
+            return self.trainer.run_epochs(
+                X, Y, sample_weight, order, self.schedule.learning_rate, n_epochs,
+                random_state=random_state,
+            ).tolist()
+        losses = []
+        for _ in range(n_epochs):
+            if random_state is not None:
+                random_state.shuffle(order)
+            losses.append(float(reference.train_epoch(
                 self.coefs, self.intercepts, X, Y, order, self.batch_size, self.schedule,
                 self.activation, self.output, self.alpha, sample_weight,
-            )
-        )
+            )))
+        return losses
 
 
 def forward(backend, coefs, intercepts, X, activation, output):

@@ -13,6 +13,8 @@ warnings and error messages as ``sklearn.neural_network`` (read alongside
 Sparse X is accepted and densified for the engines.
 """
 
+import functools
+import time
 import warnings
 from numbers import Integral, Real
 
@@ -35,6 +37,8 @@ from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
 from fastmlp.activations import HIDDEN_ACTIVATIONS
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
+#: Epochs run in one engine call take about this long, at most (one epoch may take more).
+_SECONDS_PER_CALL = 0.1
 
 
 class _BaseMLP(BaseEstimator):
@@ -72,6 +76,20 @@ class _BaseMLP(BaseEstimator):
         "progress": ["boolean"],
     }
 
+    @classmethod
+    def _get_param_names(cls):
+        """scikit-learn's, from the signature read once per class (reading it is half
+        the cost of validating the parameters)."""
+        return list(_param_names(cls))
+
+    def _validate_params(self):
+        """scikit-learn's validation, skipped where the parameters are those validated
+        last (refits with ``warm_start``, each ``partial_fit``)."""
+        params = _comparable(self.get_params(deep=False))
+        if params is None or params != getattr(self, "_validated_params", None):
+            super()._validate_params()
+            self._validated_params = params
+
     def _store_params(self, params):
         """Store the constructor's arguments unchanged, as scikit-learn requires."""
         for name, value in params.items():
@@ -99,7 +117,7 @@ class _BaseMLP(BaseEstimator):
             y = y.reshape((-1, 1))
         self.n_outputs_ = y.shape[1]
         layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
-        self._random_state = check_random_state(self.random_state)
+        self._random_state = self._seeded_random_state()
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
         # The engines work on dense rows.
@@ -117,6 +135,23 @@ class _BaseMLP(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         return self
+
+    def _seeded_random_state(self):
+        """``check_random_state(self.random_state)``: for an int seed, a RandomState in
+        the state ``RandomState(seed)`` starts in. Making one costs 90 microseconds (it is
+        seeded from the OS first), so one is kept and its first state set again at each
+        fit with the same seed."""
+        seed = self.random_state
+        if not isinstance(seed, Integral):
+            return check_random_state(seed)
+        key = (type(seed), seed)
+        kept = getattr(self, "_kept_random_state", None)
+        if kept is not None and kept[0] == key:
+            kept[1].set_state(kept[2])
+            return kept[1]
+        random_state = check_random_state(seed)
+        self._kept_random_state = (key, random_state, random_state.get_state())
+        return random_state
 
     def _initialize(self, y, layer_units, dtype):
         self.n_iter_ = 0
@@ -221,59 +256,71 @@ class _BaseMLP(BaseEstimator):
         solver.set_weights(self.coefs_, self.intercepts_)
         solver.set_batch_size(batch_size)
         X_epoch, Y_epoch, sw_epoch = solver.prepare(X_train, y_train, sw_train)
-        sample_idx = np.arange(n_samples, dtype=int)
-        epochs = self._epoch_range()
+        sample_idx = np.arange(n_samples, dtype=np.int64)
+        random_state = self._random_state if self.shuffle else None
+        progress = self._progress_bar()
+        seconds_per_epoch = np.inf  # not measured yet: the first call runs one epoch
         try:
             self.n_iter_ = 0
-            for _ in epochs:
-                if self.shuffle:
-                    sample_idx = _shuffled(sample_idx, self._random_state)
-                self.loss_ = solver.run_epoch(X_epoch, Y_epoch, sw_epoch, sample_idx)
+            stopped = False
+            while not stopped and self.n_iter_ < self.max_iter:
+                n_epochs = self._epochs_per_call(incremental, seconds_per_epoch)
+                started = time.perf_counter()
+                losses = solver.run_epochs(
+                    X_epoch, Y_epoch, sw_epoch, sample_idx, n_epochs, random_state
+                )
+                seconds_per_epoch = (time.perf_counter() - started) / n_epochs
                 self.coefs_, self.intercepts_ = solver.coefs, solver.intercepts
-                self.n_iter_ += 1
-                self.t_ += n_samples
-                self.loss_curve_.append(self.loss_)
-                if self.progress:
-                    epochs.set_postfix(loss=f"{self.loss_:.6g}")
-                if self.verbose:
-                    print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
+                # scikit-learn's end of each epoch, in order; at most the last can stop.
+                for loss in losses:
+                    self.loss_ = loss
+                    self.n_iter_ += 1
+                    self.t_ += n_samples
+                    self.loss_curve_.append(self.loss_)
+                    if progress is not None:
+                        progress.update()
+                        progress.set_postfix(loss=f"{self.loss_:.6g}")
+                    if self.verbose:
+                        print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
 
-                if early_stopping:
-                    self.validation_loss_curve_.append(
-                        self._validation_loss(X_val, y_val_targets, sw_val)
-                    )
-                self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
-                solver.schedule.iteration_ends(self.t_)
-
-                if self._no_improvement_count > self.n_iter_no_change:
                     if early_stopping:
-                        msg = (
-                            f"Validation score did not improve more than tol={self.tol:f} "
-                            f"for {self.n_iter_no_change:d} consecutive epochs."
+                        self.validation_loss_curve_.append(
+                            self._validation_loss(X_val, y_val_targets, sw_val)
                         )
-                    else:
-                        msg = (
-                            f"Training loss did not improve more than tol={self.tol:f} "
-                            f"for {self.n_iter_no_change:d} consecutive epochs."
-                        )
-                    if solver.schedule.trigger_stopping(msg, self.verbose):
-                        break
-                    self._no_improvement_count = 0
+                    self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+                    solver.schedule.iteration_ends(self.t_)
 
-                if incremental:
-                    break
-                if self.n_iter_ == self.max_iter:
-                    warnings.warn(
-                        f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
-                        "reached and the optimization hasn't converged yet.",
-                        ConvergenceWarning,
-                        stacklevel=4,
-                    )
+                    if self._no_improvement_count > self.n_iter_no_change:
+                        if early_stopping:
+                            msg = (
+                                f"Validation score did not improve more than tol={self.tol:f}"
+                                f" for {self.n_iter_no_change:d} consecutive epochs."
+                            )
+                        else:
+                            msg = (
+                                f"Training loss did not improve more than tol={self.tol:f}"
+                                f" for {self.n_iter_no_change:d} consecutive epochs."
+                            )
+                        if solver.schedule.trigger_stopping(msg, self.verbose):
+                            stopped = True
+                            break
+                        self._no_improvement_count = 0
+
+                    if incremental:
+                        stopped = True
+                        break
+                    if self.n_iter_ == self.max_iter:
+                        warnings.warn(
+                            f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
+                            "reached and the optimization hasn't converged yet.",
+                            ConvergenceWarning,
+                            stacklevel=4,
+                        )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         finally:
-            if self.progress:
-                epochs.close()
+            if progress is not None:
+                progress.close()
         # The solver's arrays are updated in place by later fits: hand out copies.
         self.coefs_ = [c.copy() for c in solver.coefs]
         self.intercepts_ = [b.copy() for b in solver.intercepts]
@@ -281,12 +328,32 @@ class _BaseMLP(BaseEstimator):
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
 
-    def _epoch_range(self):
+    def _progress_bar(self):
         if not self.progress:
-            return range(self.max_iter)
+            return None
         from tqdm.auto import tqdm
 
-        return tqdm(range(self.max_iter), desc=type(self).__name__, unit="epoch")
+        return tqdm(total=self.max_iter, desc=type(self).__name__, unit="epoch")
+
+    def _epochs_per_call(self, incremental, seconds_per_epoch):
+        """How many epochs the engine may run in one call: none of scikit-learn's checks
+        between them could act, and they take about ``_SECONDS_PER_CALL``, so that the
+        progress bar moves and Ctrl-C stops training soon.
+
+        The checks act after an epoch only with early stopping (the validation score
+        needs that epoch's weights), under ``invscaling`` (a new rate each epoch), in
+        ``partial_fit`` (one epoch), or once the no-improvement count passes
+        ``n_iter_no_change``: it grows by at most one per epoch.
+        """
+        invscaling = self.solver == "sgd" and self.learning_rate == "invscaling"
+        if incremental or self.early_stopping or invscaling:
+            return 1
+        n_epochs = self.max_iter - self.n_iter_
+        if self.n_iter_no_change != np.inf:
+            n_epochs = min(n_epochs, self.n_iter_no_change + 1 - self._no_improvement_count)
+        if seconds_per_epoch * n_epochs > _SECONDS_PER_CALL:
+            n_epochs = int(_SECONDS_PER_CALL / seconds_per_epoch)
+        return max(n_epochs, 1)
 
     def _validation_loss(self, X_val, Y_val, sample_weight):
         """The training loss (data term plus penalty) on the validation set."""
@@ -578,13 +645,24 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
 
-def _shuffled(indices, random_state):
-    """``sklearn.utils.shuffle(indices, random_state=random_state)``, without its input
-    checks: the same draw from the random state (a permutation of ``arange(n)``, shuffled
-    in place) and the same result, for a fraction of the per-epoch cost."""
-    permutation = np.arange(indices.shape[0])
-    random_state.shuffle(permutation)
-    return indices[permutation]
+@functools.cache
+def _param_names(cls):
+    return tuple(BaseEstimator._get_param_names.__func__(cls))
+
+
+def _comparable(params):
+    """The parameters as a tuple that compares equal only to the same values of the same
+    types (lists as tuples); None where a value cannot be compared so (an array)."""
+    items = []
+    for name, value in sorted(params.items()):
+        if type(value) is list:
+            value = (list, *value)
+        try:
+            hash(value)
+        except TypeError:
+            return None
+        items.append((name, type(value), value))
+    return tuple(items)
 
 
 def _unique_labels(y):

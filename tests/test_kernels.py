@@ -17,7 +17,7 @@ from conftest import (
     relative_error,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _layers, _math, _shallow
+from fastmlp.kernels import FlatNetwork, Trainer, _layers, _math, _random, _shallow
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -384,17 +384,48 @@ def test_flat_network_views_share_memory():
     assert network.n_params == 3 * 4 + 4 * 2 + 4 + 2
 
 
-def test_shuffler_draws_uniform_reproducible_permutations():
-    shuffler = kernels.Shuffler(5, seed=1)
-    counts = np.zeros((5, 5))
-    for _ in range(20000):
-        counts[np.arange(5), shuffler()] += 1
-    # Each value at each place a fifth of the time: 4000, give or take 57 (one sigma).
-    assert np.all(np.abs(counts - 4000) < 300)
-    assert sorted(kernels.Shuffler(1000)()) == list(range(1000))
-    first, again = kernels.Shuffler(10, seed=3), kernels.Shuffler(10, seed=3)
-    assert first().tolist() == again().tolist() != kernels.Shuffler(10, seed=4)().tolist()
-    assert first().tolist() != first().tolist()  # a new order at each call
+@pytest.mark.parametrize("n_rows", [1, 2, 3, 200, 624, 625, 3500])
+def test_shuffle_draws_what_numpy_draws(n_rows):
+    """Many shuffles in a row, so that the twister regenerates its state at every offset."""
+    for seed in (0, 1, 2**32 - 1):
+        numpy_state, ours = np.random.RandomState(seed), np.random.RandomState(seed)
+        state = _random.shuffle_state(ours, n_rows)
+        for _ in range(7):
+            expected = np.arange(n_rows, dtype=np.int64) * 3
+            got = expected.copy()
+            numpy_state.shuffle(expected)
+            _random.shuffle(got, state)
+            assert got.tolist() == expected.tolist()
+        assert ours.randint(2**31) == numpy_state.randint(2**31)  # and left the same state
+    other_generator = np.random.RandomState(np.random.PCG64(0))
+    assert _random.shuffle_state(other_generator, 10) is None
+    assert _random.shuffle_state(np.random.default_rng(0), 10) is None
+
+
+@pytest.mark.parametrize("generator", ["MT19937", "PCG64"])
+def test_run_epochs_shuffles_before_each_epoch_as_numpy(generator):
+    """In compiled code on NumPy's usual generator, by RandomState.shuffle on others."""
+    coefs, intercepts, X, Y, _ = make_problem(2, [4, 9, 3], 300, "softmax")
+    runs = []
+    for in_one_call in (True, False):
+        network = FlatNetwork.from_arrays(coefs, intercepts)
+        trainer = Trainer(network, "relu", "softmax", batch_size=64)
+        Xc, Yc, no_weights = trainer.prepare(X, Y)
+        random_state = np.random.RandomState(getattr(np.random, generator)(5))
+        order = np.arange(300, dtype=np.int64)
+        if in_one_call:
+            losses = trainer.run_epochs(Xc, Yc, no_weights, order, 1e-2, 4,
+                                        random_state=random_state)
+        else:
+            losses = []
+            for _ in range(4):
+                random_state.shuffle(order)
+                losses.extend(trainer.run_epochs(Xc, Yc, no_weights, order, 1e-2))
+        runs.append((list(losses), network.theta.tolist(), order.tolist(), random_state.rand()))
+    assert runs[0] == runs[1]
+    with pytest.raises(ValueError, match="writable C-contiguous int64"):
+        trainer.run_epochs(Xc, Yc, no_weights, np.arange(300, dtype=np.int32), 1e-2,
+                           random_state=random_state)
 
 
 def test_warmup_compiles_and_runs():

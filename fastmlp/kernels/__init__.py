@@ -13,7 +13,6 @@ from fastmlp.kernels._threads import parallel_section, resolve_n_threads  # noqa
 from fastmlp.kernels._api import (
     FlatNetwork,
     Plan,
-    Shuffler,
     Trainer,
     loss_and_gradients,
     plan,
@@ -24,7 +23,6 @@ from fastmlp.kernels._api import (
 __all__ = [
     "FlatNetwork",
     "Plan",
-    "Shuffler",
     "Trainer",
     "loss_and_gradients",
     "parallel_section",

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
-from fastmlp.kernels import _layers, _shallow, _training
+from fastmlp.kernels import _layers, _random, _shallow, _training
 from fastmlp.kernels._calls import CompiledKernel
 from fastmlp.kernels._threads import in_main_thread, parallel_section, resolve_n_threads
 
@@ -223,26 +223,7 @@ def predict(network, X, activation, output):
     return out
 
 
-class Shuffler:
-    """A fresh random order of ``range(n)`` at each call, for :meth:`Trainer.run_epochs`.
-
-    The engine's own generator (xorshift64*, shuffled in compiled code): a fraction of the
-    time of ``RandomState.permutation``, but not NumPy's stream. The estimators, which
-    must draw scikit-learn's orders, use NumPy's.
-    """
-
-    def __init__(self, n, seed=0):
-        self.order = np.arange(n, dtype=np.int64)
-        # splitmix64 of the seed: any seed, 0 included, gives a good nonzero state.
-        z = (int(seed) + 0x9E3779B97F4A7C15) % 2**64
-        z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) % 2**64
-        z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) % 2**64
-        self._state = np.array([(z ^ (z >> 31)) or 1], dtype=np.uint64)
-
-    def __call__(self):
-        """Shuffle the order in place and return it (the same array each call)."""
-        _training.shuffle(self.order, self._state)
-        return self.order
+_NO_SHUFFLE = np.empty(0, dtype=np.uint32)
 
 
 class Trainer:
@@ -281,15 +262,38 @@ class Trainer:
         return self._plans[key]
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
-                   last_phase=_layers.PHASE_UPDATE):
+                   last_phase=_layers.PHASE_UPDATE, random_state=None):
         """Train ``n_epochs`` epochs over the rows ``order`` of X; return each epoch's loss.
 
         ``X``, ``Y`` and ``sample_weight`` must be as :meth:`prepare` returns them
         (C-contiguous and aligned, in the network's dtype); ``order`` is the epoch's
-        sample order. ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each
-        batch early, for profiling; the weights then stay as they are.
+        sample order. Given ``random_state`` (a ``numpy.random.RandomState``), ``order``
+        (then a writable C-contiguous int64 array) is shuffled in place before each epoch,
+        with the same draws and result as ``random_state.shuffle(order)``: in compiled
+        code on an MT19937 generator (the usual one), by that call on any other.
+        ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each batch early, for
+        profiling; the weights then stay as they are.
         """
-        order = np.ascontiguousarray(order, dtype=np.int64)
+        if random_state is None:
+            order = np.ascontiguousarray(order, dtype=np.int64)
+            return self._train(X, Y, sample_weight, order, _NO_SHUFFLE, learning_rate,
+                               n_epochs, last_phase)
+        if order.dtype != np.int64 or not order.flags.c_contiguous or not order.flags.writeable:
+            raise ValueError("order must be a writable C-contiguous int64 array to shuffle.")
+        shuffle_state = _random.shuffle_state(random_state, order.shape[0])
+        if shuffle_state is not None:
+            with random_state._bit_generator.lock:  # as RandomState.shuffle holds it
+                return self._train(X, Y, sample_weight, order, shuffle_state, learning_rate,
+                                   n_epochs, last_phase)
+        losses = []
+        for _ in range(n_epochs):
+            random_state.shuffle(order)
+            losses.append(self._train(X, Y, sample_weight, order, _NO_SHUFFLE, learning_rate,
+                                      1, last_phase))
+        return np.concatenate(losses)
+
+    def _train(self, X, Y, sample_weight, order, shuffle_state, learning_rate, n_epochs,
+               last_phase):
         n = order.shape[0]
         if n == 0:
             raise ValueError("An epoch needs at least one row: order is empty.")
@@ -304,10 +308,10 @@ class Trainer:
         with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
             self.adam_step = train_epochs(
                 _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype), X, Y,
-                sample_weight, order, batch_size, n_epochs, network.theta, network.units,
-                network.coef_off, network.int_off, run_plan.use_blas, self.hidden, self.output,
-                self.alpha, run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
-                _training.SGD if self.solver == "sgd" else _training.ADAM,
+                sample_weight, order, shuffle_state, batch_size, n_epochs, network.theta,
+                network.units, network.coef_off, network.int_off, run_plan.use_blas, self.hidden,
+                self.output, self.alpha, run_plan.tile, work.works, work.grads, work.scratch,
+                work.chunk_losses, _training.SGD if self.solver == "sgd" else _training.ADAM,
                 self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
                 self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
             )

@@ -13,6 +13,7 @@ import numpy as np
 from numba import from_dtype, njit, prange, types
 
 from fastmlp.kernels._layers import PHASE_UPDATE
+from fastmlp.kernels._random import shuffle
 
 SGD = 0
 ADAM = 1
@@ -301,23 +302,6 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
     return weight_sum, step_size, adam_step
 
 
-@njit(cache=True)
-def shuffle(order, state):
-    """Shuffle ``order`` in place (Fisher-Yates), drawing from the xorshift64* generator
-    whose state is ``state[0]`` (advanced; never 0). Each index is a 32-bit draw scaled
-    to the range by a multiply and a shift, which is unbiased to within 2**-32 per step.
-    """
-    s = state[0]
-    for i in range(order.shape[0] - 1, 0, -1):
-        s ^= s >> np.uint64(12)
-        s ^= s << np.uint64(25)
-        s ^= s >> np.uint64(27)
-        draw = (s * np.uint64(0x2545F4914F6CDD1D)) >> np.uint64(32)
-        j = np.int64((draw * np.uint64(i + 1)) >> np.uint64(32))
-        order[i], order[j] = order[j], order[i]
-    state[0] = s
-
-
 # The two drivers below differ only in how a batch's gradient and step run: one
 # whole-epoch loop each, so that a serial plan never compiles (or caches) the parallel
 # regions. Each batch's share of scikit-learn's epoch loss is its loss times its length;
@@ -325,12 +309,14 @@ def shuffle(order, state):
 # data loss.
 @njit(cache=True, error_model="numpy")
 def train_epochs_serial(
-    tile_kernel, step_kernel, X, Y, sample_weight, order, batch_size, n_epochs, theta,
-    units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch,
-    chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
-    epsilon, adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size, n_epochs,
+    theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads,
+    scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
+    beta_2, epsilon, adam_step, epoch_losses, last_phase,
 ):
-    """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``.
+    """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``,
+    shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
+    generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty.
 
     Each batch: forward, backward, scikit-learn's normalisation and one optimizer step
     (``solver`` SGD: ``state_1`` velocities; Adam: ``state_1``/``state_2`` moments and
@@ -341,6 +327,8 @@ def train_epochs_serial(
     """
     n = order.shape[0]
     for epoch in range(n_epochs):
+        if shuffle_state.shape[0] > 0:
+            shuffle(order, shuffle_state)
         accumulated = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
@@ -368,15 +356,17 @@ def train_epochs_serial(
 
 @njit(cache=True, error_model="numpy")
 def train_epochs_parallel(
-    tile_kernel, step_kernel, X, Y, sample_weight, order, batch_size, n_epochs, theta,
-    units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch,
-    chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
-    epsilon, adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size, n_epochs,
+    theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads,
+    scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
+    beta_2, epsilon, adam_step, epoch_losses, last_phase,
 ):
     """As :func:`train_epochs_serial`, each batch's gradient and step split across
     threads (``chunk_losses`` holds the chunks' losses, then their penalties)."""
     n = order.shape[0]
     for epoch in range(n_epochs):
+        if shuffle_state.shape[0] > 0:
+            shuffle(order, shuffle_state)
         accumulated = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
