@@ -250,6 +250,53 @@ def test_convergence_warning_and_stopping_rule(three_classes):
     assert model.n_iter_ == 4 == sk.MLPClassifier(**params).fit(X, y).n_iter_
 
 
+@pytest.mark.parametrize(
+    "params",
+    [
+        # The rate is cut by five at each stall, until it is below 1e-6: then it stops.
+        dict(solver="sgd", learning_rate="adaptive", tol=1e-2, n_iter_no_change=3),
+        dict(solver="adam", tol=1e-2, n_iter_no_change=4),
+        dict(solver="adam", tol=0.0, n_iter_no_change=np.inf),
+    ],
+    ids=["sgd adaptive", "adam tol", "adam never stops"],
+)
+def test_long_fits_stop_where_sklearn_stops(three_classes, params):
+    """Epochs run several to an engine call; scikit-learn's checks still act after the
+    right epoch."""
+    X, y = three_classes
+    ours, theirs = fit_both("classifier", X, y, hidden_layer_sizes=(8,), max_iter=150,
+                            random_state=3, **params)
+    assert_same_fit(ours, theirs, X)
+    assert (ours.n_iter_ < 150) == (params["n_iter_no_change"] != np.inf)
+
+
+def test_epochs_run_many_to_an_engine_call(three_classes, monkeypatch):
+    from fastmlp._solvers import StochasticSolver
+
+    calls = []
+    run_epochs = StochasticSolver.run_epochs
+
+    def counted(self, X, Y, sample_weight, order, n_epochs, random_state):
+        calls.append(n_epochs)
+        return run_epochs(self, X, Y, sample_weight, order, n_epochs, random_state)
+
+    monkeypatch.setattr(StochasticSolver, "run_epochs", counted)
+    X, y = three_classes
+    params = dict(hidden_layer_sizes=(8,), max_iter=40, n_iter_no_change=np.inf,
+                  random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        together = fastmlp.MLPClassifier(**params).fit(X, y)
+        assert calls == [1, 39]  # the first call measures how long an epoch takes
+        calls.clear()
+        monkeypatch.setattr(fastmlp.estimators, "_SECONDS_PER_CALL", 0.0)
+        one_by_one = fastmlp.MLPClassifier(**params).fit(X, y)
+    assert calls == [1] * 40
+    assert together.loss_curve_ == one_by_one.loss_curve_
+    for a, b in zip(together.coefs_, one_by_one.coefs_):
+        np.testing.assert_array_equal(a, b)
+
+
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
 def test_sample_weight_equivalence_with_sklearns_settings(kind):
     # scikit-learn runs this check on its MLPs with these settings (see its
