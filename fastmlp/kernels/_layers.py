@@ -39,31 +39,30 @@ NARROW_OUTPUTS = 8
 
 
 @njit(cache=True, error_model="numpy")
-def workspace_offsets(units, tile):
-    """Where the input rows and each layer's z, a and delta blocks start in a workspace.
-
-    Narrow layers also get a block for W.T and one for the transposed gradient (``t_off``).
-    """
-    n_layers = units.shape[0] - 1
-    z_off = np.empty(n_layers, np.int64)
-    a_off = np.empty(n_layers, np.int64)
-    d_off = np.empty(n_layers, np.int64)
-    t_off = np.empty(n_layers, np.int64)
+def _layer_start(units, tile, layer):
+    """Where ``layer``'s blocks start in a workspace; for one past the last layer, its
+    size. The input rows come first, then per layer its z, a and delta blocks and, for
+    a narrow layer, a block for W.T and one for the transposed gradient."""
     offset = tile * units[0]
-    for layer in range(n_layers):
-        block = tile * units[layer + 1]
-        z_off[layer] = offset
-        a_off[layer] = offset + block
-        d_off[layer] = offset + 2 * block
-        offset += 3 * block
-        t_off[layer] = offset
-        if units[layer + 1] < NARROW_OUTPUTS:
-            offset += 2 * units[layer] * units[layer + 1]
-    return z_off, a_off, d_off, t_off, offset
+    for below in range(layer):
+        offset += 3 * tile * units[below + 1]
+        if units[below + 1] < NARROW_OUTPUTS:
+            offset += 2 * units[below] * units[below + 1]
+    return offset
+
+
+@njit(cache=True, error_model="numpy")
+def layer_offsets(units, tile, layer):
+    """Where ``layer``'s z, a and delta blocks and its transposed blocks start in a
+    workspace (computed, not stored: a tile pays no allocation for them)."""
+    z = _layer_start(units, tile, layer)
+    block = tile * units[layer + 1]
+    return z, z + block, z + 2 * block, z + 3 * block
 
 
 def workspace_size(units, tile):
-    return int(workspace_offsets(np.asarray(units, dtype=np.int64), tile)[-1])
+    units = np.asarray(units, dtype=np.int64)
+    return int(_layer_start(units, tile, units.shape[0] - 1))
 
 
 @njit(cache=True, error_model="numpy")
@@ -312,7 +311,6 @@ def tile_gradient(
     """
     t = theta.dtype.type
     n_layers = units.shape[0] - 1
-    z_off, a_off, d_off, t_off, _ = workspace_offsets(units, tile)
     # Decided at run time, not by a literal flag: one compiled signature serves both.
     backward = Y.shape[0] > 0
 
@@ -333,8 +331,9 @@ def tile_gradient(
         fan_in, fan_out = units[layer], units[layer + 1]
         W = _block(theta, coef_off[layer], fan_in, fan_out)
         b = theta[int_off[layer] : int_off[layer] + fan_out]
-        Z = _block(work, z_off[layer], tile, fan_out)
-        out = _block(work, a_off[layer], tile, fan_out)
+        z_off, a_off, d_off, t_off = layer_offsets(units, tile, layer)
+        Z = _block(work, z_off, tile, fan_out)
+        out = _block(work, a_off, tile, fan_out)
         narrow = fan_out < NARROW_OUTPUTS
         if use_blas[layer]:
             np.dot(A[:rows], W, Z[:rows])
@@ -342,7 +341,7 @@ def tile_gradient(
                 for j in range(fan_out):
                     Z[i, j] += b[j]
         elif narrow:
-            WT = _block(work, t_off[layer], fan_out, fan_in)
+            WT = _block(work, t_off, fan_out, fan_in)
             _transpose(W, WT)
             _dense_narrow(A, WT, b, Z, rows)
         else:
@@ -352,7 +351,7 @@ def tile_gradient(
         else:
             output_activate(output, Z, out, rows)
             if backward:
-                D = _block(work, d_off[layer], tile, fan_out)
+                D = _block(work, d_off, tile, fan_out)
                 loss = output_loss_and_delta(output, out, Y, order, start, sample_weight, D, rows)
         A = out
     if not backward or last_phase == PHASE_FORWARD:
@@ -364,13 +363,15 @@ def tile_gradient(
         W = _block(theta, coef_off[layer], fan_in, fan_out)
         G = _block(grad, coef_off[layer], fan_in, fan_out)
         g = grad[int_off[layer] : int_off[layer] + fan_out]
-        D = _block(work, d_off[layer], tile, fan_out)
-        A_in = inputs if layer == 0 else _block(work, a_off[layer - 1], tile, fan_in)
+        _, _, d_off, t_off = layer_offsets(units, tile, layer)
+        z_in, a_in, d_in, _ = layer_offsets(units, tile, max(layer - 1, 0))
+        D = _block(work, d_off, tile, fan_out)
+        A_in = inputs if layer == 0 else _block(work, a_in, tile, fan_in)
         narrow = fan_out < NARROW_OUTPUTS and not use_blas[layer]
         if narrow:
             # W.T is in the workspace from the forward pass; the transposed gradient follows.
-            WT = _block(work, t_off[layer], fan_out, fan_in)
-            GT = _block(work, t_off[layer] + fan_in * fan_out, fan_out, fan_in)
+            WT = _block(work, t_off, fan_out, fan_in)
+            GT = _block(work, t_off + fan_in * fan_out, fan_out, fan_in)
         else:  # unused: wide layers have no transposed blocks
             WT = GT = _block(work, 0, 0, 0)
         if overwrite:
@@ -400,8 +401,8 @@ def tile_gradient(
         else:
             _grad_loops(A_in, D, G, g, rows)
         if layer > 0:
-            D_prev = _block(work, d_off[layer - 1], tile, fan_in)
-            Z_prev = _block(work, z_off[layer - 1], tile, fan_in)
+            D_prev = _block(work, d_in, tile, fan_in)
+            Z_prev = _block(work, z_in, tile, fan_in)
             if use_blas[layer]:
                 np.dot(D[:rows], W.T, D_prev[:rows])
             elif narrow:
@@ -444,8 +445,8 @@ def forward_rows(
     order = np.arange(n)
     no_targets = np.empty((0, units[-1]), X.dtype)
     no_weights = np.empty(0, X.dtype)
-    a_off = workspace_offsets(units, tile)[1]
-    result = _block(work, a_off[units.shape[0] - 2], tile, units[-1])
+    output_off = layer_offsets(units, tile, units.shape[0] - 2)[1]
+    result = _block(work, output_off, tile, units[-1])
     for start in range(0, n, tile):
         rows = min(tile, n - start)
         tile_kernel(
