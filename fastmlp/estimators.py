@@ -507,10 +507,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     loss = "log_loss"
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-            dtype=(np.float64, np.float32), reset=reset,
-        )
+        X, y = _validate_X_y(self, X, y, reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
@@ -625,10 +622,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return self._score_with_function(X, y, sample_weight, r2_score)
 
     def _validate_input(self, X, y, incremental, reset):
-        X, y = validate_data(
-            self, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=True,
-            dtype=(np.float64, np.float32), reset=reset,
-        )
+        X, y = _validate_X_y(self, X, y, reset, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if self.loss == "poisson" and np.any(y < 0):
@@ -643,6 +637,33 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
         return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _validate_X_y(estimator, X, y, reset, y_numeric=False):
+    """``validate_data`` of X and y as scikit-learn's MLPs call it.
+
+    Float arrays that it would return unchanged, all finite, skip its per-array checks
+    (a tenth of a millisecond, mostly spent asking whether X is a dataframe); everything
+    else goes through them, and gets their errors.
+    """
+    if (
+        type(X) is np.ndarray
+        and type(y) is np.ndarray
+        and X.dtype in (np.float64, np.float32)
+        and y.dtype.kind in "biuf"
+        and X.ndim == 2
+        and y.ndim in (1, 2)
+        and 0 not in X.shape
+        and 0 not in y.shape
+        and y.shape[0] == X.shape[0]
+        and np.isfinite(X.sum())  # a NaN or inf anywhere makes the sum one
+        and (y.dtype.kind != "f" or np.isfinite(y.sum()))
+    ):
+        return validate_data(estimator, X, y, reset=reset, skip_check_array=True)
+    return validate_data(
+        estimator, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=y_numeric,
+        dtype=(np.float64, np.float32), reset=reset,
+    )
 
 
 @functools.cache

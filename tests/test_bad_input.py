@@ -168,6 +168,16 @@ def test_estimators_raise_sklearns_errors(pair, rng):
         "wrong feature count at predict": lambda cls: cls(max_iter=2).fit(X, y).predict(X[:, :2]),
         "predict before fit": lambda cls: cls().predict(X),
         "sample_weight length": lambda cls: cls(max_iter=2).fit(X, y, sample_weight=np.ones(3)),
+        "y length": lambda cls: cls(max_iter=2).fit(X, y[:-1]),
+        "no rows": lambda cls: cls(max_iter=2).fit(X[:0], y[:0]),
+        "3-d X": lambda cls: cls(max_iter=2).fit(X[:, :, None], y),
+        "y with no columns": lambda cls: cls(max_iter=2).fit(X, y[:, None][:, :0]),
+        "wrong feature count at a warm refit": lambda cls: cls(max_iter=2, warm_start=True).fit(
+            X, y).fit(X[:, :2], y),
+        "wrong feature count at partial_fit": lambda cls: (
+            cls().partial_fit(X, y, classes=[0, 1, 2]).partial_fit(X[:, :2], y)
+            if cls.__name__ == "MLPClassifier" else cls().partial_fit(X, y).partial_fit(X[:, :2], y)
+        ),
         "tiny validation set": lambda cls: cls(early_stopping=True, validation_fraction=0.01,
                                                max_iter=2).fit(X, y),
         "partial_fit with early stopping": lambda cls: (
