@@ -220,43 +220,38 @@ def _logistic(z):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def activate(code, Z, A, rows):
-    """A[:rows] = f(Z[:rows]) for a tile of pre-activations.
+    """A[:rows] = f(Z[:rows]) for a tile of pre-activations (C-contiguous blocks).
 
     Whole tiles, not rows: a call per row, with its views of the tile, costs as much as
-    the arithmetic of a 100-unit row.
+    the arithmetic of a 100-unit row. One flat loop over the tile's values, so that a
+    single output unit is vectorized over rows too.
     """
     t = Z.dtype.type
-    n = Z.shape[1]
+    size = rows * Z.shape[1]
+    z, a = Z.reshape(-1)[:size], A.reshape(-1)[:size]
     if code == RELU:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = Z[i, j] if Z[i, j] > 0 else t(0)
+        for k in range(size):
+            a[k] = z[k] if z[k] > 0 else t(0)
     elif code == TANH:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = tanh(Z[i, j])
+        for k in range(size):
+            a[k] = tanh(z[k])
     elif code == LOGISTIC:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = _logistic(Z[i, j])
+        for k in range(size):
+            a[k] = _logistic(z[k])
     elif code == IDENTITY:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = Z[i, j]
+        for k in range(size):
+            a[k] = z[k]
     elif code == LEAKY_RELU:
         slope = t(LEAKY_RELU_SLOPE)
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = Z[i, j] if Z[i, j] > 0 else slope * Z[i, j]
+        for k in range(size):
+            a[k] = z[k] if z[k] > 0 else slope * z[k]
     elif code == GELU:
         half = t(0.5)
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = half * Z[i, j] * _gelu_parts(Z[i, j])[0]
+        for k in range(size):
+            a[k] = half * z[k] * _gelu_parts(z[k])[0]
     else:  # SILU
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = Z[i, j] * _logistic(Z[i, j])
+        for k in range(size):
+            a[k] = z[k] * _logistic(z[k])
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -354,6 +349,16 @@ def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
     eps = np.finfo(A.dtype).eps
     both_sides = code == OUT_LOGISTIC or n == 1
     total = t(0)
+    if code == OUT_LOGISTIC and n == 1:  # one row a lane: a loop LLVM vectorizes
+        for i in range(rows):
+            row = order[start + i]
+            weight = sample_weight[row] if weighted else one
+            a, y = A[i, 0], Y[row, 0]
+            p = min(max(a, eps), one - eps)
+            loss = _xlog_probability(y, p) + _xlog_probability(one - y, one - p)
+            D[i, 0] = (a - y) * weight
+            total -= weight * loss
+        return total
     for i in range(rows):
         row = order[start + i]
         weight = sample_weight[row] if weighted else one
