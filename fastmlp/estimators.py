@@ -30,7 +30,12 @@ from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import type_of_target, unique_labels
-from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
+from sklearn.utils.validation import (
+    _check_n_features,
+    _check_sample_weight,
+    check_is_fitted,
+    validate_data,
+)
 
 from fastmlp import reference
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
@@ -644,7 +649,8 @@ def _validate_X_y(estimator, X, y, reset, y_numeric=False):
 
     Float arrays that it would return unchanged, all finite, skip its per-array checks
     (a tenth of a millisecond, mostly spent asking whether X is a dataframe); everything
-    else goes through them, and gets their errors.
+    else goes through them, and gets their errors. An estimator fitted on a dataframe
+    still has its feature names checked.
     """
     if (
         type(X) is np.ndarray
@@ -659,7 +665,10 @@ def _validate_X_y(estimator, X, y, reset, y_numeric=False):
         and np.isfinite(X.sum())  # a NaN or inf anywhere makes the sum one
         and (y.dtype.kind != "f" or np.isfinite(y.sum()))
     ):
-        return validate_data(estimator, X, y, reset=reset, skip_check_array=True)
+        if hasattr(estimator, "feature_names_in_"):  # to drop, or to warn about
+            return validate_data(estimator, X, y, reset=reset, skip_check_array=True)
+        _check_n_features(estimator, X, reset=reset)  # an array has no feature names
+        return X, y
     return validate_data(
         estimator, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=y_numeric,
         dtype=(np.float64, np.float32), reset=reset,
@@ -690,6 +699,8 @@ def _unique_labels(y):
     """``unique_labels(y)``. Integer labels in one column need none of its type checks
     (a tenth of a millisecond per fit) and take the direct route."""
     if y.ndim == 1 and y.dtype.kind in "iu":
+        if y.size and 0 <= y.min() and y.max() <= 4 * y.size:  # counted: a fifth the time
+            return np.flatnonzero(np.bincount(y)).astype(y.dtype)
         return np.unique(y)
     return unique_labels(y)
 

@@ -359,3 +359,21 @@ def test_direct_labels_and_accuracy_are_scikit_learns(classes, dtype, rng):
         assert _accuracy(truth, labels, sample_weight) == accuracy_score(
             truth, labels, sample_weight=sample_weight
         )
+
+
+@pytest.mark.parametrize(
+    "y",
+    [[0, 1, 1, 0], [3, 9, 3, 7], [-2, 5, 5], [0, 10**9], [7], [250, 3]],
+    ids=["binary", "gaps", "negative", "huge", "one", "wide"],
+)
+@pytest.mark.parametrize("dtype", [np.int64, np.int32, np.uint8])
+def test_unique_labels_are_sklearns(y, dtype):
+    from sklearn.utils.multiclass import unique_labels
+
+    from fastmlp.estimators import _unique_labels
+
+    if np.array(y).astype(dtype).tolist() != y:
+        pytest.skip("not representable")
+    labels = np.array(y, dtype=dtype)
+    expected, got = unique_labels(labels), _unique_labels(labels)
+    assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
