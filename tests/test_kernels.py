@@ -442,9 +442,12 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
     from fastmlp.kernels import _training
 
     fastmlp.warmup(dtypes=("float64",))
-    loops = [_training.train_epochs_serial, _layers.forward_rows]
+    loops = [_training.train_epochs_serial, _training.sum_and_step_serial, _layers.forward_rows]
     if config.NUMBA_NUM_THREADS >= 2:
-        loops.append(_training.train_epochs_parallel)
+        trainer = Trainer(FlatNetwork([90, 30, 2], np.float64), "relu", "softmax")  # parallel step
+        trainer.run_epochs(*trainer.prepare(np.zeros((64, 90)), np.zeros((64, 2))),
+                           np.arange(64), 1e-3)
+        loops += [_training.train_epochs_parallel, _training.sum_and_step_parallel]
     for loop in loops:
         # Compiled afresh (not loaded from the cache), so that its LLVM IR is at hand,
         # with the IR of every kernel it calls directly (the parallel regions included).

@@ -3,7 +3,9 @@
 import functools
 from dataclasses import dataclass
 
+import numba
 import numpy as np
+from numba import config
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _layers, _random, _shallow, _training
@@ -135,7 +137,8 @@ class Workspace:
 
 # The kernels that others call by address (see fastmlp.kernels._calls), per dtype: a
 # tile's forward and backward pass (tile_gradient, or its fused form for one hidden ReLU
-# layer on few inputs), and the optimizer step.
+# layer on few inputs), the optimizer step, and the summing of the chunks' gradients
+# around it (on the calling thread, or split across threads for larger networks).
 @functools.cache
 def _tile_kernel(dtype, shallow_shape):
     if shallow_shape is None:
@@ -154,6 +157,15 @@ def _tile_kernel_for(network, hidden):
 @functools.cache
 def _step_kernel(dtype):
     return CompiledKernel(_training.finish_and_step, _training.finish_and_step_signature(dtype))
+
+
+@functools.cache
+def _sum_and_step_kernel(dtype, parallel):
+    kernel = _training.sum_and_step_parallel if parallel else _training.sum_and_step_serial
+    if config.DISABLE_JIT:  # called as Python: no signature
+        return CompiledKernel(kernel, None)
+    step_type = numba.typeof(_step_kernel(dtype))
+    return CompiledKernel(kernel, _training.sum_and_step_signature(dtype, step_type))
 
 
 def _codes(activation, output):
@@ -305,12 +317,16 @@ class Trainer:
         train_epochs = (
             _training.train_epochs_parallel if run_plan.parallel else _training.train_epochs_serial
         )
+        parallel_step = (
+            run_plan.parallel and network.n_params >= _training.PARALLEL_STEP_MIN_PARAMS
+        )
         with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
             self.adam_step = train_epochs(
-                _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype), X, Y,
-                sample_weight, order, shuffle_state, batch_size, n_epochs, network.theta,
-                network.units, network.coef_off, network.int_off, run_plan.use_blas, self.hidden,
-                self.output, self.alpha, run_plan.tile, work.works, work.grads, work.scratch,
+                _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype),
+                _sum_and_step_kernel(network.dtype, parallel_step), X, Y, sample_weight, order,
+                shuffle_state, batch_size, n_epochs, network.theta, network.units,
+                network.coef_off, network.int_off, run_plan.use_blas, self.hidden, self.output,
+                self.alpha, run_plan.tile, work.works, work.grads, work.scratch,
                 work.chunk_losses, _training.SGD if self.solver == "sgd" else _training.ADAM,
                 self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
                 self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,

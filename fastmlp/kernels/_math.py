@@ -325,12 +325,18 @@ def output_activate(code, Z, A, rows):
                 total += A[i, j]
             for j in range(n):
                 A[i, j] /= total
-    elif code == OUT_EXP:
-        for i in range(rows):
-            for j in range(n):
-                A[i, j] = t(exp(Z[i, j]))
-    else:  # the hidden activations of the same names
-        activate(LOGISTIC if code == OUT_LOGISTIC else IDENTITY, Z, A, rows)
+    else:  # elementwise: one flat loop over the tile (see activate)
+        size = rows * n
+        z, a = Z.reshape(-1)[:size], A.reshape(-1)[:size]
+        if code == OUT_EXP:
+            for k in range(size):
+                a[k] = t(exp(z[k]))
+        elif code == OUT_LOGISTIC:
+            for k in range(size):
+                a[k] = _logistic(z[k])
+        else:
+            for k in range(size):
+                a[k] = z[k]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)

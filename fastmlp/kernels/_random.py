@@ -36,7 +36,7 @@ def shuffle_state(random_state, n_rows):
     return np.ctypeslib.as_array(struct)
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True)
 def _twist(key, i, following, shifted):
     y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[following]) & 0x7FFFFFFF)
     key[i] = np.int64(key[shifted]) ^ (y >> 1) ^ (-(y & 1) & 0x9908B0DF)

@@ -46,7 +46,7 @@ def is_shallow(units, hidden):
 # which LLVM vectorizes. Rows go four at a time, so that each weight and accumulator is
 # loaded once for four rows; a last block of fewer rows is padded with rows of zeros
 # (x = 0 and delta = 0), which add exactly nothing.
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _row(X, order, start, rows, i, n_in):
     """Inputs 0 to 3 of tile row i (zeros past the row's inputs, or past the tile)."""
     t = X.dtype.type
@@ -61,13 +61,13 @@ def _row(X, order, start, rows, i, n_in):
     )
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _first_rows(M, n):
     """Rows 0 to 3 of M, the last of its n rows standing in for those past it."""
     return M[0], M[min(1, n - 1)], M[min(2, n - 1)], M[min(3, n - 1)]
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _block_rows(X, order, start, rows, i, n_in):
     """The inputs of tile rows i to i + 3 (see _row)."""
     return (
@@ -78,7 +78,7 @@ def _block_rows(X, order, start, rows, i, n_in):
     )
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _hidden_z(n_in, j, b1, w, x):
     """z of hidden unit j for the four rows x (see _block_rows); w: the rows of W1."""
     bias, u = b1[j], w[0][j]
@@ -120,7 +120,7 @@ def _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z):
                     Z[i + r, 1] = b2[1] + s1
 
 
-@njit(cache=True, error_model="numpy", inline="always")
+@njit(cache=True, error_model="numpy")
 def _deltas(D, rows, i, n_out):
     """Output errors 0 and 1 of tile row i (zeros past the outputs, or past the tile)."""
     t = D.dtype.type

@@ -241,12 +241,12 @@ def _other_gradient(grads, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def _sum_and_step_serial(
+def sum_and_step_serial(
     step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
 ):
-    """:func:`_sum_and_step_parallel` on the calling thread, chunks summed in the same
-    order."""
+    """:func:`sum_and_step_parallel` on the calling thread, chunks summed in the same
+    order (``penalties`` unused)."""
     return step_kernel(
         theta, grads[0], _other_gradient(grads, 0, theta.shape[0]), n_coef_params, alpha,
         weight_sum, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
@@ -255,7 +255,7 @@ def _sum_and_step_serial(
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _sum_and_step_parallel(
+def sum_and_step_parallel(
     step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
     learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
 ):
@@ -283,6 +283,18 @@ def _sum_and_step_parallel(
     return penalty
 
 
+def sum_and_step_signature(dtype, step_kernel_type):
+    """The one signature :func:`sum_and_step_serial` and :func:`sum_and_step_parallel`
+    are compiled for in ``dtype``, given the type of the step kernel they call."""
+    real = from_dtype(np.dtype(dtype))
+    vector, int64 = real[::1], types.int64
+    return real(
+        step_kernel_type, vector, real[:, ::1], int64, real, real,  # ..., weight_sum
+        int64, vector, vector, real, real, types.boolean,  # solver, state_1, ..., nesterov
+        real, real, real, real, vector,  # beta_1, beta_2, epsilon, step_size, penalties
+    )
+
+
 @njit(cache=True, error_model="numpy")
 def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                  adam_step):
@@ -302,25 +314,27 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
     return weight_sum, step_size, adam_step
 
 
-# The two drivers below differ only in how a batch's gradient and step run: one
-# whole-epoch loop each, so that a serial plan never compiles (or caches) the parallel
-# regions. Each batch's share of scikit-learn's epoch loss is its loss times its length;
-# profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw
-# data loss.
+# The two drivers below differ only in how a batch's gradient runs: one whole-epoch loop
+# each, so that a serial plan never compiles (or caches) the parallel regions. The step,
+# ``sum_and_step``, is one of the two functions above, passed by address, so that a
+# network too small for a parallel step never compiles that one either. Each batch's
+# share of scikit-learn's epoch loss is its loss times its length; profiling runs
+# (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw data loss.
 @njit(cache=True, error_model="numpy")
 def train_epochs_serial(
-    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size, n_epochs,
-    theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads,
-    scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-    beta_2, epsilon, adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, sum_and_step, X, Y, sample_weight, order, shuffle_state,
+    batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
+    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
 ):
     """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``,
     shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
     generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty.
 
-    Each batch: forward, backward, scikit-learn's normalisation and one optimizer step
-    (``solver`` SGD: ``state_1`` velocities; Adam: ``state_1``/``state_2`` moments and
-    ``adam_step`` the number of steps taken before). ``epoch_losses[e]`` receives
+    Each batch: forward, backward (``tile_kernel``), scikit-learn's normalisation and one
+    optimizer step (``sum_and_step`` calling ``step_kernel``; ``solver`` SGD: ``state_1``
+    velocities; Adam: ``state_1``/``state_2`` moments and ``adam_step`` the number of
+    steps taken before). ``epoch_losses[e]`` receives
     scikit-learn's epoch loss: the batch losses weighted by batch length, over the rows.
     Returns the Adam step count after the last batch. ``last_phase`` below
     ``PHASE_UPDATE`` runs only part of each batch, for ``fastmlp profile``.
@@ -344,10 +358,10 @@ def train_epochs_serial(
                 sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                 adam_step,
             )
-            penalty = step_kernel(
-                theta, grads[0], grads[0, :0], int_off[0], alpha, weight_sum, solver,
-                state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-                step_size,
+            penalty = sum_and_step(
+                step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
+                state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+                chunk_losses,
             )
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
@@ -356,10 +370,10 @@ def train_epochs_serial(
 
 @njit(cache=True, error_model="numpy")
 def train_epochs_parallel(
-    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size, n_epochs,
-    theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works, grads,
-    scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-    beta_2, epsilon, adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, sum_and_step, X, Y, sample_weight, order, shuffle_state,
+    batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
+    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
 ):
     """As :func:`train_epochs_serial`, each batch's gradient and step split across
     threads (``chunk_losses`` holds the chunks' losses, then their penalties)."""
@@ -382,18 +396,11 @@ def train_epochs_parallel(
                 sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                 adam_step,
             )
-            if theta.shape[0] < PARALLEL_STEP_MIN_PARAMS:
-                penalty = _sum_and_step_serial(
-                    step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
-                    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-                    step_size,
-                )
-            else:
-                penalty = _sum_and_step_parallel(
-                    step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
-                    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-                    step_size, chunk_losses,
-                )
+            penalty = sum_and_step(
+                step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
+                state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+                chunk_losses,
+            )
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
     return adam_step
