@@ -50,7 +50,8 @@ def _regenerate(key):
         _twist(key, i, i + 1, i + _M)
     for i in range(_N - _M, _N - 1):
         _twist(key, i, i + 1, i + _M - _N)
-    _twist(key, _N - 1, 0, _M - 1)
+    for i in range(_N - 1, _N):  # a loop, so that the call takes no constants (see below)
+        _twist(key, i, 0, i + _M - _N)
 
 
 @njit(cache=True)

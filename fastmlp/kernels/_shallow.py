@@ -188,33 +188,35 @@ def tile_gradient_shallow(n_in, n_out):
         hidden, output, tile, work, grad, scratch, overwrite, last_phase,
     ):
         t = theta.dtype.type
-        n_hidden = units[1]
-        z_off, a_off, d_off, t_off = layer_offsets(units, tile, 1)
+        # The block shapes as run-time values: a call with a constant argument is compiled
+        # apart for that constant, and these helpers would be compiled three times over.
+        inputs, n_hidden, outputs = units[0], units[1], units[2]
+        z_off, a_off, d_off, t_off = layer_offsets(units, tile, units.shape[0] - 2)
         backward = Y.shape[0] > 0
         if last_phase == PHASE_GATHER:  # nothing is gathered: rows are read where they are
             return t(0)
 
-        W1 = _block(theta, coef_off[0], n_in, n_hidden)
+        W1 = _block(theta, coef_off[0], inputs, n_hidden)
         b1 = theta[int_off[0] : int_off[0] + n_hidden]
-        W2T = _block(work, t_off, n_out, n_hidden)
-        _transpose(_block(theta, coef_off[1], n_hidden, n_out), W2T)
+        W2T = _block(work, t_off, outputs, n_hidden)
+        _transpose(_block(theta, coef_off[1], n_hidden, outputs), W2T)
         b2 = theta[int_off[1] : int_off[1] + n_out]
-        Z = _block(work, z_off, tile, n_out)
-        A = _block(work, a_off, tile, n_out)
+        Z = _block(work, z_off, tile, outputs)
+        A = _block(work, a_off, tile, outputs)
         _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z)
         output_activate(output, Z, A, rows)
         if not backward:
             return t(0)
-        D = _block(work, d_off, tile, n_out)
+        D = _block(work, d_off, tile, outputs)
         loss = output_loss_and_delta(output, A, Y, order, start, sample_weight, D, rows)
         if last_phase == PHASE_FORWARD:
             return loss
 
-        G1 = _block(grad, coef_off[0], n_in, n_hidden)
+        G1 = _block(grad, coef_off[0], inputs, n_hidden)
         g1 = grad[int_off[0] : int_off[0] + n_hidden]
-        G2 = _block(grad, coef_off[1], n_hidden, n_out)
+        G2 = _block(grad, coef_off[1], n_hidden, outputs)
         g2 = grad[int_off[1] : int_off[1] + n_out]
-        G2T = _block(work, t_off + n_hidden * n_out, n_out, n_hidden)
+        G2T = _block(work, t_off + n_hidden * outputs, outputs, n_hidden)
         if overwrite:
             for p in range(grad.shape[0]):
                 grad[p] = 0
