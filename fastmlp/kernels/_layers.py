@@ -316,7 +316,7 @@ def tile_gradient(
 
     # Explicit loops instead of array assignment: Numba's broadcasting setitem costs
     # seconds of compile time per signature.
-    inputs = _block(work, 0, tile, units[0])
+    inputs = work[: tile * units[0]].reshape((tile, units[0]))  # the workspace's first block
     for i in range(rows):
         row = order[start + i]
         for k in range(units[0]):
@@ -373,7 +373,7 @@ def tile_gradient(
             WT = _block(work, t_off, fan_out, fan_in)
             GT = _block(work, t_off + fan_in * fan_out, fan_out, fan_in)
         else:  # unused: wide layers have no transposed blocks
-            WT = GT = _block(work, 0, 0, 0)
+            WT = GT = work[:0].reshape((0, 0))
         if overwrite:
             for j in range(fan_out):
                 g[j] = 0
@@ -385,7 +385,7 @@ def tile_gradient(
             if overwrite:
                 np.dot(A_in[:rows].T, D[:rows], G)
             else:
-                product = _block(scratch, 0, fan_in, fan_out)
+                product = scratch[: fan_in * fan_out].reshape((fan_in, fan_out))
                 np.dot(A_in[:rows].T, D[:rows], product)
                 for k in range(fan_in):
                     for j in range(fan_out):

@@ -50,8 +50,8 @@ def _regenerate(key):
         _twist(key, i, i + 1, i + _M)
     for i in range(_N - _M, _N - 1):
         _twist(key, i, i + 1, i + _M - _N)
-    for i in range(_N - 1, _N):  # a loop, so that the call takes no constants (see below)
-        _twist(key, i, 0, i + _M - _N)
+    for i in range(_N - 1, _N):  # a loop, so that no argument is a constant: a call with
+        _twist(key, i, i + 1 - _N, i + _M - _N)  # one is compiled apart for it
 
 
 @njit(cache=True)
