@@ -33,6 +33,8 @@ class StochasticSolver:
     def __init__(self, backend, coefs, intercepts, activation, output, solver, settings,
                  alpha, batch_size, n_threads):
         self.backend = backend
+        self.solver, self.settings = solver, settings
+        self.seconds_per_row = np.inf  # an epoch's time per row, once measured
         self.activation, self.output = activation, output
         self.alpha, self.batch_size = alpha, batch_size
         if backend == "numba":
@@ -51,6 +53,16 @@ class StochasticSolver:
             self.coefs = [c.copy() for c in coefs]
             self.intercepts = [b.copy() for b in intercepts]
             self.schedule = make_schedule(self.coefs + self.intercepts, solver, settings)
+
+    def restart(self):
+        """The optimizer state of a new solver (moments, velocities, step count and
+        learning rate), in the buffers this one has."""
+        if self.backend == "numba":
+            self.trainer.reset()
+            self.schedule = make_schedule([], self.solver, self.settings)
+        else:
+            self.schedule = make_schedule(self.coefs + self.intercepts, self.solver,
+                                          self.settings)
 
     def set_weights(self, coefs, intercepts):
         for target, source in zip(self.coefs + self.intercepts, coefs + intercepts):

@@ -143,19 +143,27 @@ class _BaseMLP(BaseEstimator):
 
     def _seeded_random_state(self):
         """``check_random_state(self.random_state)``: for an int seed, a RandomState in
-        the state ``RandomState(seed)`` starts in. Making one costs 90 microseconds (it is
-        seeded from the OS first), so one is kept and its first state set again at each
-        fit with the same seed."""
+        the state ``RandomState(seed)`` starts in.
+
+        Making one costs 90 microseconds (it is seeded from the OS first), and setting a
+        state through ``set_state`` 35: so one is kept, with a copy of its generator's
+        first state words, written back at each fit with the same seed. Those words are
+        all the state its draws here use (uniform draws, shuffles, permutations); the
+        cached Gaussian that ``set_state`` also resets is never drawn.
+        """
+        from fastmlp.kernels._random import shuffle_state
+
         seed = self.random_state
         if not isinstance(seed, Integral):
             return check_random_state(seed)
         key = (type(seed), seed)
         kept = getattr(self, "_kept_random_state", None)
         if kept is not None and kept[0] == key:
-            kept[1].set_state(kept[2])
-            return kept[1]
+            _, random_state, first_words = kept
+            shuffle_state(random_state, 0)[:] = first_words
+            return random_state
         random_state = check_random_state(seed)
-        self._kept_random_state = (key, random_state, random_state.get_state())
+        self._kept_random_state = (key, random_state, shuffle_state(random_state, 0).copy())
         return random_state
 
     def _initialize(self, y, layer_units, dtype):
@@ -251,12 +259,25 @@ class _BaseMLP(BaseEstimator):
 
         n_samples = X_train.shape[0]
         batch_size = self._batch_size(n_samples)
-        if not incremental or not hasattr(self, "_optimizer"):
+        # A new fit starts a new optimizer, as scikit-learn's does; partial_fit goes on
+        # with the one it has. A new one for the same network and settings reuses the
+        # last one's buffers (made ready for the engine's threads once).
+        config = (
+            self.backend, [c.shape for c in self.coefs_], self.coefs_[0].dtype,
+            self.activation, self.out_activation_, self.solver, self._solver_settings(),
+            self.alpha, self.n_threads,
+        )
+        if incremental and hasattr(self, "_optimizer"):
+            pass
+        elif getattr(self, "_optimizer_config", None) == config:
+            self._optimizer.restart()
+        else:
             self._optimizer = StochasticSolver(
                 self.backend, self.coefs_, self.intercepts_, self.activation,
                 self.out_activation_, self.solver, self._solver_settings(), self.alpha,
                 batch_size, self.n_threads,
             )
+            self._optimizer_config = config
         solver = self._optimizer
         solver.set_weights(self.coefs_, self.intercepts_)
         solver.set_batch_size(batch_size)
@@ -264,7 +285,8 @@ class _BaseMLP(BaseEstimator):
         sample_idx = np.arange(n_samples, dtype=np.int64)
         random_state = self._random_state if self.shuffle else None
         progress = self._progress_bar()
-        seconds_per_epoch = np.inf  # not measured yet: the first call runs one epoch
+        # Not measured yet on this solver: the first call runs one epoch.
+        seconds_per_epoch = solver.seconds_per_row * n_samples
         try:
             self.n_iter_ = 0
             stopped = False
@@ -275,6 +297,7 @@ class _BaseMLP(BaseEstimator):
                     X_epoch, Y_epoch, sw_epoch, sample_idx, n_epochs, random_state
                 )
                 seconds_per_epoch = (time.perf_counter() - started) / n_epochs
+                solver.seconds_per_row = seconds_per_epoch / n_samples
                 self.coefs_, self.intercepts_ = solver.coefs, solver.intercepts
                 # scikit-learn's end of each epoch, in order; at most the last can stop.
                 for loss in losses:

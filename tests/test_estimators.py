@@ -377,3 +377,23 @@ def test_unique_labels_are_sklearns(y, dtype):
     labels = np.array(y, dtype=dtype)
     expected, got = unique_labels(labels), _unique_labels(labels)
     assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_refits_start_afresh_as_sklearns(three_classes, solver):
+    """A second fit reuses the first's buffers and random state, but starts a new
+    optimizer from the same seed: warm_start refits match scikit-learn's, and a cold
+    refit gives the first fit again."""
+    X, y = three_classes
+    params = dict(hidden_layer_sizes=(8,), max_iter=6, random_state=4, solver=solver)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ours = fastmlp.MLPClassifier(warm_start=True, **params).fit(X, y).fit(X, y)
+        theirs = sk.MLPClassifier(warm_start=True, **params).fit(X, y).fit(X, y)
+        assert_same_fit(ours, theirs, X)
+        cold = fastmlp.MLPClassifier(**params)
+        first = [c.copy() for c in cold.fit(X, y).coefs_]
+        cold.set_params(learning_rate_init=0.01).fit(X, y)  # other settings between
+        again = cold.set_params(learning_rate_init=0.001).fit(X, y).coefs_
+    for a, b in zip(first, again):
+        np.testing.assert_array_equal(a, b)

@@ -266,6 +266,12 @@ class Trainer:
         self.adam_step = 0
         self._plans = {}
 
+    def reset(self):
+        """Forget the optimizer state: velocities or moments zero, no steps taken."""
+        self.state_1[:] = 0
+        self.state_2[:] = 0
+        self.adam_step = 0
+
     def _plan_for(self, batch_rows):
         key = (batch_rows, in_main_thread())  # see plan(): BLAS plans depend on the thread
         if key not in self._plans:
