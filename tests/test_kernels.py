@@ -158,15 +158,17 @@ def test_every_activation_small(activation):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
     """The fused kernel of _shallow.py, for every input and output count it takes and
-    every output; 150 rows end in a block of fewer than four rows in each chunk."""
+    every output; 150 rows end in a block of fewer than four rows in each chunk, and
+    1100 take several tiles."""
     if n_threads > config.NUMBA_NUM_THREADS:
         pytest.skip("needs more Numba threads")
     for n_in in range(1, _shallow.SHALLOW_MAX_INPUTS + 1):
         for n_out in range(1, _shallow.SHALLOW_MAX_OUTPUTS + 1):
             units = [n_in, 37, n_out]
             assert _shallow.is_shallow(units, _math.RELU)
+            assert kernels.plan(units, 1100, n_threads, _math.RELU).tile * n_threads < 1100
             for output in [out for out in ALL_OUTPUTS if n_out > 1 or out != "softmax"]:
-                for n_samples in (1, 150):
+                for n_samples in (1, 150, 1100):
                     problem = make_problem(n_in + 10 * n_out, units, n_samples, output, dtype)
                     assert_engines_agree(problem, "relu", output, 0.1, True, n_threads,
                                          TOLERANCE[dtype])
