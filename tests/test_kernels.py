@@ -227,13 +227,15 @@ def test_whole_epoch_training_equals_reference_steps(solver, weighted, units):
             assert relative_error(got, want) <= 1e-9
 
 
-def train_copy(network, X, Y, n_threads, n_epochs=3, solver="adam"):
+def train_copy(network, X, Y, n_threads, n_epochs=3, solver="adam", calls=1):
     copy = FlatNetwork(network.units, network.dtype)
     copy.theta[:] = network.theta
-    trainer = Trainer(copy, "relu", "softmax", solver=solver, batch_size=200, n_threads=n_threads)
+    output = "softmax" if network.units[-1] > 1 else "logistic"
+    trainer = Trainer(copy, "relu", output, solver=solver, batch_size=200, n_threads=n_threads)
     Xc, Yc, weights = trainer.prepare(X, Y)
     order = np.arange(X.shape[0], dtype=np.int64)[::-1].copy()
-    trainer.run_epochs(Xc, Yc, weights, order, 1e-3, n_epochs)
+    for _ in range(calls):
+        trainer.run_epochs(Xc, Yc, weights, order, 1e-3, n_epochs)
     return copy.theta
 
 
@@ -284,6 +286,48 @@ def test_same_thread_count_gives_bitwise_identical_weights():
     np.testing.assert_array_equal(first, second)
     serial = train_copy(network, X, Y, n_threads=1)
     assert relative_error(first, serial) <= 1e-12  # another summation order, same result
+
+
+@two_threads
+@pytest.mark.parametrize("units", [[10, 64, 32, 3], [2, 100, 1], [150, 256, 12]],
+                         ids=["loops", "fused", "blas"])
+def test_a_parallel_plan_on_one_thread_gives_the_same_weights(units, monkeypatch):
+    """The engine may run a parallel plan's chunks on one thread when that is faster
+    (kernels._threads.ThreadChoice): the same chunks, summed in the same order, so the
+    same weights to the bit, whichever count each call gets."""
+    from fastmlp.kernels import _threads
+
+    coefs, intercepts, X, Y, _ = make_problem(5, units, 1000, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    counts = iter([])
+    monkeypatch.setattr(_threads.ThreadChoice, "next", lambda self: next(counts))
+    results = []
+    for pattern in ([2, 2, 2, 2], [1, 1, 1, 1], [2, 1, 1, 2]):
+        counts = iter(pattern)
+        results.append(train_copy(network, X, Y, n_threads=None, n_epochs=1, calls=4))
+        assert next(counts, None) is None  # every call took its count from the choice
+    np.testing.assert_array_equal(results[0], results[1])
+    np.testing.assert_array_equal(results[0], results[2])
+
+
+def test_thread_choice_follows_the_faster_count():
+    from fastmlp.kernels._threads import ThreadChoice
+
+    choice = ThreadChoice(2)
+    choice.RETRY_EVERY = 4
+    seconds = {2: 1.0, 1: 3.0}
+    chosen = []
+    for call in range(16):
+        if call == 8:  # the machine changes: two threads now the slower
+            seconds = {2: 5.0, 1: 3.0}
+        count = choice.next()
+        chosen.append(count)
+        choice.record(count, seconds[count])
+    # The first call is not timed; both counts are tried, then the faster one runs, the
+    # other retried every fourth call; from the first call after the change, one.
+    assert chosen[:3] == [2, 2, 1]
+    assert chosen[3:8] == [1, 2, 2, 2, 1]
+    assert chosen[8:] == [2, 1, 1, 2, 1, 1, 1, 2]
 
 
 @two_threads

@@ -1,6 +1,7 @@
 """Python side of the Numba engine: flat parameters, per-shape plans, buffers made once."""
 
 import functools
+import time
 from dataclasses import dataclass
 
 import numba
@@ -10,7 +11,12 @@ from numba import config
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _layers, _random, _shallow, _training
 from fastmlp.kernels._calls import CompiledKernel
-from fastmlp.kernels._threads import in_main_thread, parallel_section, resolve_n_threads
+from fastmlp.kernels._threads import (
+    ThreadChoice,
+    in_main_thread,
+    parallel_section,
+    resolve_n_threads,
+)
 
 #: Rows per tile for the loop kernels: a tile's activations stay in L1/L2 cache.
 LOOP_TILE_ROWS = 64
@@ -275,6 +281,7 @@ class Trainer:
         self.state_2 = np.zeros(network.n_params if solver == "adam" else 0, dtype=network.dtype)
         self.adam_step = 0
         self._plans = {}
+        self._thread_choices = {}
 
     def reset(self):
         """Forget the optimizer state: velocities or moments zero, no steps taken."""
@@ -287,6 +294,8 @@ class Trainer:
         if key not in self._plans:
             run_plan = plan(self.network.units, batch_rows, self.n_threads, self.hidden)
             self._plans[key] = (run_plan, Workspace(self.network, run_plan))
+            if run_plan.parallel and self.n_threads is None:  # the count is fastmlp's to choose
+                self._thread_choices[key] = ThreadChoice(run_plan.n_threads)
         return self._plans[key]
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
@@ -336,7 +345,12 @@ class Trainer:
         parallel_step = (
             run_plan.parallel and network.n_params >= _training.PARALLEL_STEP_MIN_PARAMS
         )
-        with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
+        choice = None
+        if last_phase == _layers.PHASE_UPDATE:  # not when profiling: one count, as asked
+            choice = self._thread_choices.get((batch_size, in_main_thread()))
+        n_threads = run_plan.n_threads if choice is None else choice.next()
+        started = time.perf_counter()
+        with parallel_section(n_threads, run_plan.blas_in_threads):
             self.adam_step = train_epochs(
                 _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype),
                 _sum_and_step_kernel(network.dtype, parallel_step), X, Y, sample_weight, order,
@@ -347,6 +361,8 @@ class Trainer:
                 self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
                 self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
             )
+        if choice is not None:
+            choice.record(n_threads, (time.perf_counter() - started) / (n_epochs * n))
         return losses
 
     def prepare(self, X, Y, sample_weight=None):

@@ -101,3 +101,39 @@ def parallel_section(n_threads, blas_in_threads=False):
         if not _layer_is_thread_safe():
             stack.enter_context(_PARALLEL_LOCK)
         yield
+
+
+class ThreadChoice:
+    """Whether a parallel plan runs on its threads or on one, chosen by how fast each ran.
+
+    On a shared virtual machine the second core is sometimes much slower to reach than
+    the first: a run of many small parallel regions (one per batch) then takes twice as
+    long on two threads as on one. A plan's chunks and the order they are summed in do
+    not depend on the threads that run them, so the results are the same either way:
+    the choice is free to follow the machine. Each count is timed as it runs (the last
+    time, so that a change of state shows); the other is tried again every
+    ``RETRY_EVERY`` calls. The first call, which may compile or load the kernels, is
+    not timed.
+    """
+
+    RETRY_EVERY = 16
+
+    def __init__(self, n_threads):
+        self.counts = (n_threads, 1)
+        self.seconds = {}
+        self.calls = 0
+
+    def next(self):
+        """The thread count for the next call."""
+        self.calls += 1
+        untried = [count for count in self.counts if count not in self.seconds]
+        if self.calls == 1 or untried:
+            return untried[0]
+        best = min(self.counts, key=self.seconds.__getitem__)
+        if self.calls % self.RETRY_EVERY == 0:
+            return self.counts[1] if best == self.counts[0] else self.counts[0]
+        return best
+
+    def record(self, n_threads, seconds_per_row):
+        if self.calls > 1:
+            self.seconds[n_threads] = seconds_per_row
