@@ -508,7 +508,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     backend : {"numba", "numpy"}, default="numba"
         The Numba engine, or the NumPy reference engine.
     n_threads : int, default=None
-        Threads for the Numba engine (None: all of Numba's; negative: all but ``-1 - n``).
+        Threads for the Numba engine (negative: all but ``-1 - n``). None: all of
+        Numba's, or one where that has been running faster (on a busy machine); the
+        weights are the same either way.
     progress : bool, default=False
         Show a progress bar over epochs with the current loss.
 
