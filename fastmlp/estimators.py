@@ -301,49 +301,12 @@ class _BaseMLP(BaseEstimator):
                 self.coefs_, self.intercepts_ = solver.coefs, solver.intercepts
                 # scikit-learn's end of each epoch, in order; at most the last can stop.
                 for loss in losses:
-                    self.loss_ = loss
-                    self.n_iter_ += 1
-                    self.t_ += n_samples
-                    self.loss_curve_.append(self.loss_)
-                    if progress is not None:
-                        progress.update()
-                        progress.set_postfix(loss=f"{self.loss_:.6g}")
-                    if self.verbose:
-                        print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
-
-                    if early_stopping:
-                        self.validation_loss_curve_.append(
-                            self._validation_loss(X_val, y_val_targets, sw_val)
-                        )
-                    self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
-                    solver.schedule.iteration_ends(self.t_)
-
-                    if self._no_improvement_count > self.n_iter_no_change:
-                        if early_stopping:
-                            msg = (
-                                f"Validation score did not improve more than tol={self.tol:f}"
-                                f" for {self.n_iter_no_change:d} consecutive epochs."
-                            )
-                        else:
-                            msg = (
-                                f"Training loss did not improve more than tol={self.tol:f}"
-                                f" for {self.n_iter_no_change:d} consecutive epochs."
-                            )
-                        if solver.schedule.trigger_stopping(msg, self.verbose):
-                            stopped = True
-                            break
-                        self._no_improvement_count = 0
-
-                    if incremental:
-                        stopped = True
+                    stopped = self._end_epoch(
+                        loss, n_samples, solver, progress, incremental, early_stopping,
+                        (X_val, y_val, y_val_targets, sw_val),
+                    )
+                    if stopped:
                         break
-                    if self.n_iter_ == self.max_iter:
-                        warnings.warn(
-                            f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
-                            "reached and the optimization hasn't converged yet.",
-                            ConvergenceWarning,
-                            stacklevel=4,
-                        )
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         finally:
@@ -355,6 +318,55 @@ class _BaseMLP(BaseEstimator):
         if early_stopping:
             self.coefs_ = self._best_coefs
             self.intercepts_ = self._best_intercepts
+
+    def _end_epoch(self, loss, n_samples, solver, progress, incremental, early_stopping,
+                   validation):
+        """scikit-learn's work after an epoch: the loss curve, progress and verbose
+        output, the validation score, the stopping rule, the learning-rate schedule and
+        the iteration warning. Returns whether training stops here."""
+        X_val, y_val, y_val_targets, sw_val = validation
+        self.loss_ = loss
+        self.n_iter_ += 1
+        self.t_ += n_samples
+        self.loss_curve_.append(self.loss_)
+        if progress is not None:
+            progress.update()
+            progress.set_postfix(loss=f"{self.loss_:.6g}")
+        if self.verbose:
+            print(f"Iteration {self.n_iter_:d}, loss = {self.loss_:.8f}")
+
+        if early_stopping:
+            self.validation_loss_curve_.append(
+                self._validation_loss(X_val, y_val_targets, sw_val)
+            )
+        self._update_no_improvement_count(early_stopping, X_val, y_val, sw_val)
+        solver.schedule.iteration_ends(self.t_)
+
+        if self._no_improvement_count > self.n_iter_no_change:
+            if early_stopping:
+                msg = (
+                    f"Validation score did not improve more than tol={self.tol:f} "
+                    f"for {self.n_iter_no_change:d} consecutive epochs."
+                )
+            else:
+                msg = (
+                    f"Training loss did not improve more than tol={self.tol:f} "
+                    f"for {self.n_iter_no_change:d} consecutive epochs."
+                )
+            if solver.schedule.trigger_stopping(msg, self.verbose):
+                return True
+            self._no_improvement_count = 0
+
+        if incremental:
+            return True
+        if self.n_iter_ == self.max_iter:
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter:d}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=5,  # the caller of fit or partial_fit
+            )
+        return False
 
     def _progress_bar(self):
         if not self.progress:

@@ -240,8 +240,9 @@ def test_progress_bar_shows_epochs_and_loss(three_classes, capsys):
 
 def test_convergence_warning_and_stopping_rule(three_classes):
     X, y = three_classes
-    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached"):
+    with pytest.warns(ConvergenceWarning, match=r"Maximum iterations \(3\) reached") as record:
         fastmlp.MLPClassifier(hidden_layer_sizes=(8,), max_iter=3).fit(X, y)
+    assert record[0].filename == __file__  # attributed to the caller of fit
     params = dict(hidden_layer_sizes=(8,), max_iter=500, tol=0.5, n_iter_no_change=2,
                   random_state=0)
     model = fastmlp.MLPClassifier(**params).fit(X, y)
