@@ -11,9 +11,9 @@ call overhead). How each is measured:
 * Numba engine: the phases are fused in one compiled loop, so they are measured by
   phase-limited runs of the same kernel (``Trainer.run_epochs(last_phase=...)``): gather
   only, then gather and forward, then also backward, then the full step; each phase is
-  the difference of consecutive runs. The rest is the cost of a kernel call on a
-  one-row epoch made right after the epoch's Python work (the shuffle), as in a fit: it
-  includes waking the worker threads.
+  the difference of consecutive runs. Batching adds the epoch's shuffle (compiled,
+  inside the epoch's call), timed on its own. The rest is the cost of a kernel call on
+  a one-row epoch.
 
 Each engine's phases are checked against its total, timed separately as a plain epoch.
 """
@@ -139,15 +139,19 @@ def profile_reference(workload, repeats):
 
 def profile_numba(workload, repeats):
     """Phase times (seconds) of one epoch on the Numba engine, and its plain total."""
-    from fastmlp.kernels import FlatNetwork, Trainer
+    from fastmlp.kernels import FlatNetwork, Trainer, resolve_n_threads
     from fastmlp.kernels._layers import PHASE_BACKWARD, PHASE_FORWARD, PHASE_GATHER
+    from fastmlp.kernels._random import shuffle as compiled_shuffle
+    from fastmlp.kernels._random import shuffle_state
 
     X, Y, units, output, solver, batch_size, momentum, shuffled = _setup(workload)
     coefs, intercepts = init_params(units, workload.dtype)
     network = FlatNetwork.from_arrays(coefs, intercepts)
+    # All the threads at every call: the phase runs and the plain epoch alike.
     trainer = Trainer(network, workload.activation, output, solver=solver, alpha=workload.alpha,
                       batch_size=batch_size, momentum=momentum,
-                      nesterov=workload.nesterov and momentum > 0)
+                      nesterov=workload.nesterov and momentum > 0,
+                      n_threads=resolve_n_threads(None))
     Xc, Yc, no_weights = trainer.prepare(X, Y)
     rng = np.random.RandomState(0)
     n = X.shape[0]
@@ -160,9 +164,6 @@ def profile_numba(workload, repeats):
         trainer.state_2[:] = 0
         trainer.adam_step = 0
 
-    def epoch_order():
-        return shuffle(order, random_state=rng) if shuffled else order
-
     # The phase runs read the rows in a shuffled order too: a sorted one would gather
     # faster than a real epoch does.
     phase_order = shuffle(order, random_state=0) if shuffled else order
@@ -172,28 +173,22 @@ def profile_numba(workload, repeats):
         return lambda: trainer.run_epochs(Xc, Yc, no_weights, rows, workload.learning_rate,
                                           last_phase=last_phase)
 
-    def plain_epoch():
-        trainer.run_epochs(Xc, Yc, no_weights, epoch_order(), workload.learning_rate)
-
-    def shuffle_then_call():
-        # Python work before a kernel call, as between the epochs of a fit: the threads
-        # may have gone idle and must wake up, which the call itself then pays.
-        rows = epoch_order()[:1]
-        trainer.run_epochs(Xc, Yc, no_weights, rows, workload.learning_rate,
-                           last_phase=PHASE_GATHER)
+    def plain_epoch():  # shuffled inside the call, as in a fit
+        trainer.run_epochs(Xc, Yc, no_weights, order, workload.learning_rate,
+                           random_state=rng if shuffled else None)
 
     t = _best_times({
         "gather": run(PHASE_GATHER), "forward": run(PHASE_FORWARD),
         "backward": run(PHASE_BACKWARD), "full": run(3),
-        "shuffle": epoch_order, "call": run(PHASE_GATHER, order[:1]),
-        "shuffle_then_call": shuffle_then_call, "plain": plain_epoch,
+        "shuffle": lambda: compiled_shuffle(order, shuffle_state(rng, n)),
+        "call": run(PHASE_GATHER, order[:1]), "plain": plain_epoch,
     }, repeats, reset)
     phases = {
         "batching": (t["shuffle"] if shuffled else 0.0) + max(t["gather"] - t["call"], 0.0),
         "forward": max(t["forward"] - t["gather"], 0.0),
         "backward": max(t["backward"] - t["forward"], 0.0),
         "update": max(t["full"] - t["backward"], 0.0),
-        "rest": max(t["shuffle_then_call"] - (t["shuffle"] if shuffled else 0.0), t["call"]),
+        "rest": t["call"],
     }
     return phases, t["plain"]
 
