@@ -163,7 +163,9 @@ class _BaseMLP(BaseEstimator):
             shuffle_state(random_state, 0)[:] = first_words
             return random_state
         random_state = check_random_state(seed)
-        self._kept_random_state = (key, random_state, shuffle_state(random_state, 0).copy())
+        words = shuffle_state(random_state, 0)
+        if words is not None:  # else (another NumPy's RandomState) a new one each fit
+            self._kept_random_state = (key, random_state, words.copy())
         return random_state
 
     def _initialize(self, y, layer_units, dtype):
