@@ -2,8 +2,9 @@
 
 A batch is split into ``n_chunks`` contiguous row ranges; each chunk is worked tile by
 tile into its own gradient buffer, and the buffers are summed in chunk order. The split
-depends only on the batch and ``n_chunks``, never on scheduling, so results are
-identical run to run for a given thread count (``tests/test_kernels.py`` pins this).
+depends only on the batch and ``n_chunks``, never on scheduling or on how many threads
+run the chunks, so results are identical run to run for a given plan, and whether its
+parallel regions run on its threads or on one (``tests/test_kernels.py`` pins both).
 
 Numba's on-disk cache key ignores the ``parallel`` flag, so the serial and parallel batch
 gradients are distinct functions rather than one function compiled twice.
