@@ -2,11 +2,11 @@
 
 scikit-learn shuffles the rows before each epoch with ``RandomState.shuffle``: on W2's
 3500 rows about 45 microseconds called from Python, a fifth of fastmlp's epoch; 14 here,
-in the epoch loop. The draws and the result are NumPy's to the bit:
-the Mersenne Twister (MT19937) advanced in place in the generator's state struct, whose
-address NumPy publishes for compiled code (``MT19937.ctypes.state_address``), and each
-index drawn as NumPy's legacy ``random_interval`` draws it.
-``tests/test_kernels.py`` checks both against NumPy's.
+in the epoch loop. The draws and the result are NumPy's to the bit: the Mersenne Twister
+(MT19937) advanced in place in the generator's state struct, whose address NumPy
+publishes for compiled code (``MT19937.ctypes.state_address``), and each index drawn as
+NumPy's legacy ``random_interval`` draws it. ``tests/test_kernels.py`` checks both
+against NumPy's.
 """
 
 import ctypes
