@@ -475,7 +475,14 @@ def test_run_epochs_shuffles_before_each_epoch_as_numpy(generator):
 
 
 def test_warmup_compiles_and_runs():
+    from fastmlp.kernels import _training
+
     fastmlp.warmup(dtypes=("float64",))
+    compiled = [_training.train_epochs_serial, _training.sum_and_step_serial]
+    if config.NUMBA_NUM_THREADS >= 2:
+        compiled += [_training.train_epochs_parallel, _training.sum_and_step_parallel]
+    for kernel in compiled if not config.DISABLE_JIT else []:
+        assert kernel.signatures, kernel.__name__
 
 
 @pytest.mark.skipif(config.DISABLE_JIT, reason="inspects compiled code")
