@@ -109,6 +109,37 @@ def test_gradient_step_and_ascent_match_notebook_and_leave_input_alone(rng, back
         assert relative_error(trained[layer], expected[layer]) <= 1e-12
 
 
+def test_steps_with_new_labels_shapes_and_threads_use_their_own_targets(rng):
+    """The Numba steps keep a trainer and the one-hot targets per thread: new labels,
+    a new network shape and other threads each get theirs."""
+    import threading
+
+    X = rng.standard_normal((60, 2))
+    y = rng.integers(0, 3, 60)
+    models = [random_model(rng, n_hidden=7), random_model(rng, n_hidden=5)]
+    cases = [(models[0], y), (models[0], (y + 1) % 3), (models[1], y), (models[0], y)]
+    expected = [notebook_loop.gradient_step(model, X, labels) for model, labels in cases]
+    for (model, labels), want in zip(cases, expected):
+        got = notebook.gradient_step(model, X, labels)
+        for layer in got:
+            assert relative_error(got[layer], want[layer]) <= 1e-13
+    results = [None] * len(cases)
+
+    def step(slot):
+        model, labels = cases[slot]
+        for _ in range(20):
+            results[slot] = notebook.gradient_step(model, X, labels)
+
+    threads = [threading.Thread(target=step, args=(slot,)) for slot in range(len(cases))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for got, want in zip(results, expected):
+        for layer in got:
+            assert relative_error(got[layer], want[layer]) <= 1e-13
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_large_logits_give_finite_correct_gradients(rng, backend):
     model = random_model(rng, n_class=2, scale=300.0)
