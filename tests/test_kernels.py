@@ -314,20 +314,22 @@ def test_thread_choice_follows_the_faster_count():
     from fastmlp.kernels._threads import ThreadChoice
 
     choice = ThreadChoice(2)
-    choice.RETRY_EVERY = 4
-    seconds = {2: 1.0, 1: 3.0}
+    choice.RETRY_EVERY = 6
+    seconds = {2: 1.0, 1: 1.1}
     chosen = []
-    for call in range(16):
-        if call == 8:  # the machine changes: two threads now the slower
+    for call in range(1, 25):
+        if call == 13:  # the machine changes: two threads now the slower
             seconds = {2: 5.0, 1: 3.0}
         count = choice.next()
         chosen.append(count)
-        choice.record(count, seconds[count])
-    # The first call is not timed; both counts are tried, then the faster one runs, the
-    # other retried every fourth call; from the first call after the change, one.
-    assert chosen[:3] == [2, 2, 1]
-    assert chosen[3:8] == [1, 2, 2, 2, 1]
-    assert chosen[8:] == [2, 1, 1, 2, 1, 1, 1, 2]
+        # A call after a switch is slow, as idle threads wake up: it must not count.
+        choice.record(count, 100.0 if len(chosen) > 1 and chosen[-2] != count else seconds[count])
+    # Each count is first run twice (the second timed); two threads win unless one is
+    # clearly faster; the other count runs twice every sixth call. After the change,
+    # once both counts have been timed again, one thread runs, two retried in turn.
+    assert chosen[:4] == [2, 2, 1, 1]
+    assert chosen[4:12] == [2, 1, 1, 2, 2, 2, 2, 1]
+    assert chosen[12:] == [1, 2, 2, 1, 1, 2, 2, 1, 1, 1, 1, 2]
 
 
 @two_threads

@@ -2,9 +2,9 @@
 
 import numpy as np
 import pytest
-from conftest import relative_error
 
 from benchmarks import notebook_loop
+from conftest import relative_error
 from fastmlp import notebook
 from fastmlp.cli import moons_data
 

@@ -110,30 +110,46 @@ class ThreadChoice:
     the first: a run of many small parallel regions (one per batch) then takes twice as
     long on two threads as on one. A plan's chunks and the order they are summed in do
     not depend on the threads that run them, so the results are the same either way:
-    the choice is free to follow the machine. Each count is timed as it runs (the last
-    time, so that a change of state shows); the other is tried again every
-    ``RETRY_EVERY`` calls. The first call, which may compile or load the kernels, is
-    not timed.
+    the choice is free to follow the machine.
+
+    Each count is timed as it runs, keeping the last time, so that a change of state
+    shows. A call on another count than the call before is not timed: threads that sat
+    idle wake slowly, and the first call after a switch would look slow. The plan's
+    threads run unless one thread took under ``MARGIN`` of their time; every
+    ``RETRY_EVERY`` calls the other count runs twice, to be timed again.
     """
 
     RETRY_EVERY = 16
+    MARGIN = 0.8
 
     def __init__(self, n_threads):
         self.counts = (n_threads, 1)
         self.seconds = {}
         self.calls = 0
+        self.previous = self.current = None
+
+    def _preferred(self):
+        threads, one = self.counts
+        if one in self.seconds and threads in self.seconds:
+            if self.seconds[one] < self.MARGIN * self.seconds[threads]:
+                return one
+        return threads
 
     def next(self):
         """The thread count for the next call."""
         self.calls += 1
-        untried = [count for count in self.counts if count not in self.seconds]
-        if self.calls == 1 or untried:
-            return untried[0]
-        best = min(self.counts, key=self.seconds.__getitem__)
-        if self.calls % self.RETRY_EVERY == 0:
-            return self.counts[1] if best == self.counts[0] else self.counts[0]
-        return best
+        preferred = self._preferred()
+        other = self.counts[1] if preferred == self.counts[0] else self.counts[0]
+        untimed = [count for count in self.counts if count not in self.seconds]
+        if untimed:
+            count = untimed[0]
+        elif self.calls % self.RETRY_EVERY in (0, 1):
+            count = other
+        else:
+            count = preferred
+        self.previous, self.current = self.current, count
+        return count
 
     def record(self, n_threads, seconds_per_row):
-        if self.calls > 1:
+        if n_threads == self.current == self.previous:
             self.seconds[n_threads] = seconds_per_row
