@@ -223,9 +223,7 @@ def _ascend(model, X_train, y_train, learning_rate, n_steps, backend):
         # without momentum over one batch of all rows, every step in one kernel call.
         trainer, Y, order = _trainer(W1.shape, W2.shape, labels)
         network = trainer.network
-        coefs, intercepts = _to_layers(W1, W2)
-        for target, source in zip(network.coefs + network.intercepts, coefs + intercepts):
-            target[...] = source
+        network.load(*_to_layers(W1, W2))
         Xc, Y, no_weights = trainer.prepare(X, Y)
         trainer.run_epochs(Xc, Y, no_weights, order, learning_rate, n_epochs=n_steps)
         W1 = _with_bias_row(network.coefs[0], network.intercepts[0])

@@ -59,9 +59,13 @@ class FlatNetwork:
         dtype = coefs[0].dtype if dtype is None else dtype
         units = [coefs[0].shape[0]] + [c.shape[1] for c in coefs]
         network = cls(units, dtype)
-        for target, source in zip(network.coefs + network.intercepts, coefs + intercepts):
-            target[...] = source
+        network.load(coefs, intercepts)
         return network
+
+    def load(self, coefs, intercepts):
+        """Copy the given weights (scikit-learn's lists, of this network's shapes) in."""
+        for target, source in zip(self.coefs + self.intercepts, coefs + intercepts):
+            target[...] = source
 
     @property
     def n_layers(self):
@@ -281,7 +285,6 @@ class Trainer:
         self.state_2 = np.zeros(network.n_params if solver == "adam" else 0, dtype=network.dtype)
         self.adam_step = 0
         self._plans = {}
-        self._thread_choices = {}
 
     def reset(self):
         """Forget the optimizer state: velocities or moments zero, no steps taken."""
@@ -290,12 +293,15 @@ class Trainer:
         self.adam_step = 0
 
     def _plan_for(self, batch_rows):
+        """The plan, its buffers and its thread choice (None where the count is not
+        fastmlp's to choose), made once per batch size."""
         key = (batch_rows, in_main_thread())  # see plan(): BLAS plans depend on the thread
         if key not in self._plans:
             run_plan = plan(self.network.units, batch_rows, self.n_threads, self.hidden)
-            self._plans[key] = (run_plan, Workspace(self.network, run_plan))
-            if run_plan.parallel and self.n_threads is None:  # the count is fastmlp's to choose
-                self._thread_choices[key] = ThreadChoice(run_plan.n_threads)
+            choice = None
+            if run_plan.parallel and self.n_threads is None:
+                choice = ThreadChoice(run_plan.n_threads)
+            self._plans[key] = (run_plan, Workspace(self.network, run_plan), choice)
         return self._plans[key]
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
@@ -335,7 +341,7 @@ class Trainer:
         if n == 0:
             raise ValueError("An epoch needs at least one row: order is empty.")
         batch_size = min(self.batch_size, n)
-        run_plan, work = self._plan_for(batch_size)
+        run_plan, work, choice = self._plan_for(batch_size)
         losses = np.zeros(n_epochs, dtype=np.float64)
         network = self.network
         t = network.dtype.type
@@ -345,9 +351,8 @@ class Trainer:
         parallel_step = (
             run_plan.parallel and network.n_params >= _training.PARALLEL_STEP_MIN_PARAMS
         )
-        choice = None
-        if last_phase == _layers.PHASE_UPDATE:  # not when profiling: one count, as asked
-            choice = self._thread_choices.get((batch_size, in_main_thread()))
+        if last_phase != _layers.PHASE_UPDATE:  # profiling: one count, as asked
+            choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
         started = time.perf_counter()
         with parallel_section(n_threads, run_plan.blas_in_threads):
