@@ -310,6 +310,66 @@ def test_a_parallel_plan_on_one_thread_gives_the_same_weights(units, monkeypatch
     np.testing.assert_array_equal(results[0], results[2])
 
 
+def train_in_team(network, X, Y, solver, n_threads):
+    """Three shuffled epochs, weighted, in one call; returns the weights, the losses, the
+    Adam step count and the order, and the plan's meeting place after."""
+    copy = FlatNetwork(network.units, network.dtype)
+    copy.theta[:] = network.theta
+    trainer = Trainer(copy, "tanh", "softmax", solver=solver, alpha=1e-3, batch_size=200,
+                      n_threads=n_threads)
+    weights = np.linspace(0.5, 1.5, X.shape[0])
+    Xc, Yc, weights = trainer.prepare(X, Y, weights)
+    order = np.arange(X.shape[0], dtype=np.int64)
+    losses = trainer.run_epochs(Xc, Yc, weights, order, 1e-2, 3,
+                                random_state=np.random.RandomState(3))
+    sync = trainer._plan_for(200)[1].sync
+    return copy.theta, losses, trainer.adam_step, order, sync
+
+
+@two_threads
+@pytest.mark.parametrize("solver", ["sgd", "adam"])
+def test_a_team_steps_alike_with_copies_of_the_weights_or_slices_of_them(solver, monkeypatch):
+    """Two threads step copies of their own of a small network's weights, or slices of a
+    larger one's (``_training.train_epochs_parallel``): the same weights either way, to
+    the bit, and the serial plan's to rounding (another summation order)."""
+    from fastmlp.kernels import _api, _team
+
+    coefs, intercepts, X, Y, _ = make_problem(4, [10, 64, 32, 3], 1000, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    runs = {}
+    for name, largest in (("copies", 10**9), ("slices", 0)):
+        monkeypatch.setattr(_api, "REPLICATED_STEP_MAX_PARAMS", largest)
+        assert kernels.plan(network.units, 200, 2).replicated_step == (name == "copies")
+        runs[name] = train_in_team(network, X, Y, solver, n_threads=2)
+        assert runs[name][4][_team.MODE] == _team.TEAM  # the threads met: a team ran
+    serial = train_in_team(network, X, Y, solver, n_threads=1)
+    np.testing.assert_array_equal(runs["copies"][0], runs["slices"][0])
+    for theta, losses, adam_step, order, _ in runs.values():
+        assert relative_error(theta, serial[0]) <= 1e-12
+        np.testing.assert_allclose(losses, serial[1], rtol=1e-12)
+        assert adam_step == serial[2] == (15 if solver == "adam" else 0)
+        np.testing.assert_array_equal(order, serial[3])
+
+
+@two_threads
+def test_a_team_whose_threads_never_meet_runs_on_one(monkeypatch):
+    """Where a region's iterations run one after the other (here: Numba held to one
+    thread, though asked for a team of two), the first member waits, then runs the
+    whole team's work alone, and the second finds it done: the team's results, to the
+    bit, and no hang."""
+    from fastmlp.kernels import _api, _team, _threads
+
+    coefs, intercepts, X, Y, _ = make_problem(6, [10, 64, 32, 3], 1000, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    team = train_in_team(network, X, Y, "adam", n_threads=None)
+    monkeypatch.setattr(_threads.ThreadChoice, "next", lambda self: 1)
+    monkeypatch.setattr(_api, "_team_size", lambda run_plan, n_threads: run_plan.n_chunks)
+    alone = train_in_team(network, X, Y, "adam", n_threads=None)
+    assert alone[4][_team.MODE] == _team.SOLO
+    np.testing.assert_array_equal(alone[0], team[0])
+    np.testing.assert_array_equal(alone[1], team[1])
+
+
 def test_thread_choice_follows_the_faster_count():
     from fastmlp.kernels._threads import ThreadChoice
 
@@ -480,9 +540,9 @@ def test_warmup_compiles_and_runs():
     from fastmlp.kernels import _training
 
     fastmlp.warmup(dtypes=("float64",))
-    compiled = [_training.train_epochs_serial, _training.sum_and_step_serial]
+    compiled = [_training.train_epochs_serial]
     if config.NUMBA_NUM_THREADS >= 2:
-        compiled += [_training.train_epochs_parallel, _training.sum_and_step_parallel]
+        compiled += [_training.train_epochs_parallel]
     for kernel in compiled if not config.DISABLE_JIT else []:
         assert kernel.signatures, kernel.__name__
 
@@ -497,12 +557,9 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
     from fastmlp.kernels import _training
 
     fastmlp.warmup(dtypes=("float64",))
-    loops = [_training.train_epochs_serial, _training.sum_and_step_serial, _layers.forward_rows]
+    loops = [_training.train_epochs_serial, _layers.forward_rows]
     if config.NUMBA_NUM_THREADS >= 2:
-        trainer = Trainer(FlatNetwork([90, 30, 2], np.float64), "relu", "softmax")  # parallel step
-        trainer.run_epochs(*trainer.prepare(np.zeros((64, 90)), np.zeros((64, 2))),
-                           np.arange(64), 1e-3)
-        loops += [_training.train_epochs_parallel, _training.sum_and_step_parallel]
+        loops += [_training.train_epochs_parallel]
     for loop in loops:
         # Compiled afresh (not loaded from the cache), so that its LLVM IR is at hand,
         # with the IR of every kernel it calls directly (the parallel regions included).

@@ -4,12 +4,11 @@ import functools
 import time
 from dataclasses import dataclass
 
-import numba
 import numpy as np
 from numba import config
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
-from fastmlp.kernels import _layers, _random, _shallow, _training
+from fastmlp.kernels import _layers, _random, _shallow, _team, _training
 from fastmlp.kernels._calls import CompiledKernel
 from fastmlp.kernels._threads import (
     ThreadChoice,
@@ -32,6 +31,9 @@ BLAS_MIN_WEIGHTS = 32768
 BLAS_MIN_WEIGHTS_IN_BLAS_PLAN = 1024
 #: Below this many rows per thread a parallel region costs more than it saves.
 MIN_ROWS_PER_THREAD = 16
+#: Two threads with fewer parameters each step a copy of the weights of their own (no
+#: weights cross between cores); larger networks split the step between the threads.
+REPLICATED_STEP_MAX_PARAMS = 16384
 
 
 class FlatNetwork:
@@ -98,6 +100,7 @@ class Plan:
     n_chunks: int
     tile: int
     n_threads: int
+    replicated_step: bool  # each thread steps its own copy of the weights (two threads)
 
     @property
     def blas_in_threads(self):
@@ -139,20 +142,44 @@ def plan(units, batch_rows, n_threads=None, hidden=None):
         tile_rows = SHALLOW_TILE_ROWS
     else:
         tile_rows = LOOP_TILE_ROWS
-    return Plan(use_blas, parallel, n_chunks, max(1, min(tile_rows, rows_per_chunk)), n_threads)
+    replicated_step = n_chunks == 2 and int(weights.sum() + units[1:].sum()) < (
+        REPLICATED_STEP_MAX_PARAMS
+    )
+    return Plan(use_blas, parallel, n_chunks, max(1, min(tile_rows, rows_per_chunk)), n_threads,
+                replicated_step)
 
 
 class Workspace:
-    """Buffers for one network and plan, made once and reused for every batch."""
+    """Buffers for one network and plan, made once and reused for every batch.
 
-    def __init__(self, network, run_plan):
+    A parallel plan's team (``_training.train_epochs_parallel``) also gets the place it
+    meets (``sync``) and, where each thread steps weights of its own, those copies and
+    a second gradient buffer per chunk.
+    """
+
+    def __init__(self, network, run_plan, n_states=0):
         dtype = network.dtype
+        n_chunks, n_params = run_plan.n_chunks, network.n_params
         size = _layers.workspace_size(network.units, run_plan.tile)
-        self.works = np.zeros((run_plan.n_chunks, size), dtype=dtype)
-        self.grads = np.zeros((run_plan.n_chunks, network.n_params), dtype=dtype)
+        self.works = np.zeros((n_chunks, size), dtype=dtype)
+        n_buffers = 2 if run_plan.replicated_step else 1
+        self.grads = np.zeros((n_buffers * n_chunks, n_params), dtype=dtype)
         blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
-        self.scratch = np.zeros((run_plan.n_chunks, max(1, int(blas_layers.max()))), dtype=dtype)
-        self.chunk_losses = np.zeros(run_plan.n_chunks, dtype=dtype)
+        self.scratch = np.zeros((n_chunks, max(1, int(blas_layers.max()))), dtype=dtype)
+        # The chunks' losses (two sets, by batch parity) and their penalties.
+        self.chunk_losses = np.zeros(3 * n_chunks, dtype=dtype)
+        self.sync = np.zeros(_team.SYNC_SIZE, dtype=np.int64)
+        n_copies = n_chunks - 1 if run_plan.replicated_step else 0
+        self.theta_copies = np.zeros((n_copies, n_params), dtype=dtype)
+        self.state_copies = [
+            np.zeros((n_copies, n_params if state < n_states else 0), dtype=dtype)
+            for state in range(2)
+        ]
+
+    @property
+    def gradient(self):
+        """The batch gradient's chunks, as the gradient-only kernels take them."""
+        return self.grads[: self.works.shape[0]]
 
 
 # The kernels that others call by address (see fastmlp.kernels._calls), per dtype: a
@@ -177,15 +204,6 @@ def _tile_kernel_for(network, hidden):
 @functools.cache
 def _step_kernel(dtype):
     return CompiledKernel(_training.finish_and_step, _training.finish_and_step_signature(dtype))
-
-
-@functools.cache
-def _sum_and_step_kernel(dtype, parallel):
-    kernel = _training.sum_and_step_parallel if parallel else _training.sum_and_step_serial
-    if config.DISABLE_JIT:  # called as Python: no signature
-        return CompiledKernel(kernel, None)
-    step_type = numba.typeof(_step_kernel(dtype))
-    return CompiledKernel(kernel, _training.sum_and_step_signature(dtype, step_type))
 
 
 def _codes(activation, output):
@@ -226,7 +244,7 @@ def loss_and_gradients(
         data_loss = batch_gradient(
             _tile_kernel_for(network, hidden), X, Y, sample_weight, order, 0, n, network.theta,
             network.units, network.coef_off, network.int_off, run_plan.use_blas, hidden, out,
-            run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses,
+            run_plan.tile, work.works, work.gradient, work.scratch, work.chunk_losses,
             _layers.PHASE_BACKWARD,
         )
     grad = work.grads[0]
@@ -256,6 +274,13 @@ def predict(network, X, activation, output):
 
 
 _NO_SHUFFLE = np.empty(0, dtype=np.uint32)
+
+
+def _team_size(run_plan, n_threads):
+    """A team of all the plan's chunks where each gets a thread (see ``_team``); else
+    1: one thread runs every chunk's work, to the same results."""
+    together = n_threads >= run_plan.n_chunks and not config.DISABLE_JIT
+    return run_plan.n_chunks if together else 1
 
 
 class Trainer:
@@ -301,7 +326,8 @@ class Trainer:
             choice = None
             if run_plan.parallel and self.n_threads is None:
                 choice = ThreadChoice(run_plan.n_threads)
-            self._plans[key] = (run_plan, Workspace(self.network, run_plan), choice)
+            n_states = 2 if self.solver == "adam" else 1
+            self._plans[key] = (run_plan, Workspace(self.network, run_plan, n_states), choice)
         return self._plans[key]
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
@@ -345,27 +371,28 @@ class Trainer:
         losses = np.zeros(n_epochs, dtype=np.float64)
         network = self.network
         t = network.dtype.type
-        train_epochs = (
-            _training.train_epochs_parallel if run_plan.parallel else _training.train_epochs_serial
-        )
-        parallel_step = (
-            run_plan.parallel and network.n_params >= _training.PARALLEL_STEP_MIN_PARAMS
-        )
         if last_phase != _layers.PHASE_UPDATE:  # profiling: one count, as asked
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
+        arguments = (
+            _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype), X, Y,
+            sample_weight, order, shuffle_state, batch_size, n_epochs, network.theta,
+            network.units, network.coef_off, network.int_off, run_plan.use_blas, self.hidden,
+            self.output, self.alpha, run_plan.tile, work.works, work.grads, work.scratch,
+            work.chunk_losses, _training.SGD if self.solver == "sgd" else _training.ADAM,
+            self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
+            self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
+        )
         started = time.perf_counter()
         with parallel_section(n_threads, run_plan.blas_in_threads):
-            self.adam_step = train_epochs(
-                _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype),
-                _sum_and_step_kernel(network.dtype, parallel_step), X, Y, sample_weight, order,
-                shuffle_state, batch_size, n_epochs, network.theta, network.units,
-                network.coef_off, network.int_off, run_plan.use_blas, self.hidden, self.output,
-                self.alpha, run_plan.tile, work.works, work.grads, work.scratch,
-                work.chunk_losses, _training.SGD if self.solver == "sgd" else _training.ADAM,
-                self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
-                self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
-            )
+            if run_plan.parallel:
+                work.sync[:] = 0
+                self.adam_step = _training.train_epochs_parallel(
+                    *arguments, work.theta_copies, *work.state_copies,
+                    _team_size(run_plan, n_threads), work.sync,
+                )
+            else:
+                self.adam_step = _training.train_epochs_serial(*arguments)
         if choice is not None:
             choice.record(n_threads, (time.perf_counter() - started) / (n_epochs * n))
         return losses
@@ -402,6 +429,4 @@ def warmup(dtypes=("float64", "float32")):
             trainer = Trainer(network, "relu", "softmax", batch_size=n_rows, n_threads=n_threads)
             Xc, Yc, no_weights = trainer.prepare(X, Y)
             trainer.run_epochs(Xc, Yc, no_weights, np.arange(n_rows, dtype=np.int64), 1e-3)
-        if len(thread_counts) > 1:  # the parallel step, which this small network never takes
-            _sum_and_step_kernel(dtype, True)
         predict(network, X, "relu", "softmax")

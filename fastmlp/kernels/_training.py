@@ -15,6 +15,7 @@ from numba import from_dtype, njit, prange, types
 
 from fastmlp.kernels._layers import PHASE_UPDATE
 from fastmlp.kernels._random import shuffle
+from fastmlp.kernels._team import RESULT, barrier, join
 
 SGD = 0
 ADAM = 1
@@ -223,12 +224,6 @@ def finish_and_step_signature(dtype):
     )
 
 
-#: Networks with fewer parameters take the optimizer step on the calling thread: for them
-#: a parallel region costs more than the step (measured: 1539 parameters gain 3 % on one
-#: thread, 3075 lose 9 %).
-PARALLEL_STEP_MIN_PARAMS = 2048
-
-
 @njit(cache=True, error_model="numpy")
 def _other_gradient(grads, lo, hi):
     """What the step adds to ``grads[0, lo:hi]``: with two chunks, the second's gradient
@@ -242,12 +237,12 @@ def _other_gradient(grads, lo, hi):
 
 
 @njit(cache=True, error_model="numpy")
-def sum_and_step_serial(
+def _sum_and_step(
     step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
-    """:func:`sum_and_step_parallel` on the calling thread, chunks summed in the same
-    order (``penalties`` unused)."""
+    """The chunks' gradients ``grads`` summed in chunk order, and :func:`finish_and_step`
+    (``step_kernel``, by address) on every parameter; returns the penalty."""
     return step_kernel(
         theta, grads[0], _other_gradient(grads, 0, theta.shape[0]), n_coef_params, alpha,
         weight_sum, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
@@ -255,44 +250,19 @@ def sum_and_step_serial(
     )
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
-def sum_and_step_parallel(
-    step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size, penalties,
+@njit(cache=True, error_model="numpy")
+def _sum_and_step_slice(
+    step_kernel, part, n_parts, theta, grads, n_coef_params, alpha, weight_sum, solver,
+    state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
-    """The chunks' gradients summed in chunk order, and :func:`finish_and_step`
-    (``step_kernel``, by address), one slice of the parameters per thread; returns the
-    penalty, summed over the slices.
-
-    Both threads work from the end of one batch's gradient to the start of the next,
-    instead of one updating while the other waits: a waiting thread spins, and on these
-    2-core machines that makes the update several times slower than in a serial run.
-    Two chunks are added inside the step itself; more are first summed into ``grads[0]``.
-    """
-    n_chunks = grads.shape[0]
-    for chunk in prange(n_chunks):
-        lo, hi = _chunk_bounds(0, theta.shape[0], n_chunks, chunk)
-        n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
-        penalties[chunk] = step_kernel(
-            theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, alpha,
-            weight_sum, solver, state_1[lo:hi], state_2[lo:hi], learning_rate, momentum,
-            nesterov, beta_1, beta_2, epsilon, step_size,
-        )
-    penalty = penalties[0]
-    for chunk in range(1, n_chunks):
-        penalty += penalties[chunk]
-    return penalty
-
-
-def sum_and_step_signature(dtype, step_kernel_type):
-    """The one signature :func:`sum_and_step_serial` and :func:`sum_and_step_parallel`
-    are compiled for in ``dtype``, given the type of the step kernel they call."""
-    real = from_dtype(np.dtype(dtype))
-    vector, int64 = real[::1], types.int64
-    return real(
-        step_kernel_type, vector, real[:, ::1], int64, real, real,  # ..., weight_sum
-        int64, vector, vector, real, real, types.boolean,  # solver, state_1, ..., nesterov
-        real, real, real, real, vector,  # beta_1, beta_2, epsilon, step_size, penalties
+    """:func:`_sum_and_step` on slice ``part`` of ``n_parts`` of the parameters; returns
+    the slice's share of the penalty."""
+    lo, hi = _chunk_bounds(0, theta.shape[0], n_parts, part)
+    n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
+    return step_kernel(
+        theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, alpha,
+        weight_sum, solver, state_1[lo:hi], state_2[lo:hi], learning_rate, momentum,
+        nesterov, beta_1, beta_2, epsilon, step_size,
     )
 
 
@@ -315,30 +285,29 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
     return weight_sum, step_size, adam_step
 
 
-# The two drivers below differ only in how a batch's gradient runs: one whole-epoch loop
-# each, so that a serial plan never compiles (or caches) the parallel regions. The step,
-# ``sum_and_step``, is one of the two functions above, passed by address, so that a
-# network too small for a parallel step never compiles that one either. Each batch's
-# share of scikit-learn's epoch loss is its loss times its length; profiling runs
-# (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw data loss.
+# The two drivers below differ only in how a batch's gradient and step run: one whole-
+# epoch loop each, so that a serial plan never compiles (or caches) a parallel region.
+# Each batch's share of scikit-learn's epoch loss is its loss times its length;
+# profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw
+# data loss.
 @njit(cache=True, error_model="numpy")
 def train_epochs_serial(
-    tile_kernel, step_kernel, sum_and_step, X, Y, sample_weight, order, shuffle_state,
-    batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
-    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
+    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
+    n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works,
+    grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum,
+    nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
 ):
     """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``,
     shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
     generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty.
 
     Each batch: forward, backward (``tile_kernel``), scikit-learn's normalisation and one
-    optimizer step (``sum_and_step`` calling ``step_kernel``; ``solver`` SGD: ``state_1``
-    velocities; Adam: ``state_1``/``state_2`` moments and ``adam_step`` the number of
-    steps taken before). ``epoch_losses[e]`` receives
-    scikit-learn's epoch loss: the batch losses weighted by batch length, over the rows.
-    Returns the Adam step count after the last batch. ``last_phase`` below
-    ``PHASE_UPDATE`` runs only part of each batch, for ``fastmlp profile``.
+    optimizer step (``step_kernel``; ``solver`` SGD: ``state_1`` velocities; Adam:
+    ``state_1``/``state_2`` moments and ``adam_step`` the number of steps taken before).
+    ``epoch_losses[e]`` receives scikit-learn's epoch loss: the batch losses weighted by
+    batch length, over the rows. Returns the Adam step count after the last batch.
+    ``last_phase`` below ``PHASE_UPDATE`` runs only part of each batch, for
+    ``fastmlp profile``.
     """
     n = order.shape[0]
     for epoch in range(n_epochs):
@@ -359,10 +328,9 @@ def train_epochs_serial(
                 sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                 adam_step,
             )
-            penalty = sum_and_step(
+            penalty = _sum_and_step(
                 step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
                 state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
-                chunk_losses,
             )
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
@@ -370,38 +338,127 @@ def train_epochs_serial(
 
 
 @njit(cache=True, error_model="numpy")
-def train_epochs_parallel(
-    tile_kernel, step_kernel, sum_and_step, X, Y, sample_weight, order, shuffle_state,
-    batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
-    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
+def _own(member, first, copies):
+    """Member ``member``'s copy of an array: ``first`` itself for member 0."""
+    return first if member == 0 else copies[member - 1]
+
+
+@njit(cache=True, error_model="numpy")
+def _member_epochs(
+    lo, hi, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
+    shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden,
+    output, alpha, tile, works, grads, scratch, team_values, solver, state_1, state_2,
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses,
+    last_phase, theta_copies, state_1_copies, state_2_copies,
 ):
-    """As :func:`train_epochs_serial`, each batch's gradient and step split across
-    threads (``chunk_losses`` holds the chunks' losses, then their penalties)."""
+    """The epochs of the team members ``lo`` to ``hi - 1``, run by one thread of a team
+    of ``team_size`` (see :func:`train_epochs_parallel`); member ``lo`` leads when 0."""
+    n_chunks = works.shape[0]
+    replicated = theta_copies.shape[0] > 0
+    n_buffers = 2 if replicated else 1
+    penalties = 2 * n_chunks  # where team_values keeps the slices' penalties
+    if replicated:  # each member steps weights of its own, all alike
+        own_theta = _own(lo, theta, theta_copies)
+        own_state_1 = _own(lo, state_1, state_1_copies)
+        own_state_2 = _own(lo, state_2, state_2_copies)
+        if lo > 0:  # member 0 changes them only after the first barrier
+            own_theta[:] = theta
+            own_state_1[:] = state_1
+            own_state_2[:] = state_2
+    else:
+        own_theta, own_state_1, own_state_2 = theta, state_1, state_2
+    passed = 0
+    batch = 0
     n = order.shape[0]
     for epoch in range(n_epochs):
         if shuffle_state.shape[0] > 0:
-            shuffle(order, shuffle_state)
+            if lo == 0:  # the others have read the last order before the last barrier
+                shuffle(order, shuffle_state)
+            passed = barrier(sync, team_size, passed)
         accumulated = 0.0
         for start in range(0, n, batch_size):
             stop = min(start + batch_size, n)
-            data_loss = _chunk_gradients_parallel(
-                tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off,
-                int_off, use_blas, hidden, output, tile, works, grads, scratch, chunk_losses,
-                last_phase,
-            )
-            if last_phase < PHASE_UPDATE:
-                accumulated += float(data_loss)
-                continue
+            buffer = (batch % n_buffers) * n_chunks
+            losses = (batch % 2) * n_chunks  # read after the barrier, while others go on
+            batch += 1
+            for member in range(lo, hi):
+                chunk_lo, chunk_hi = _chunk_bounds(start, stop, n_chunks, member)
+                team_values[losses + member] = _chunk_gradient(
+                    tile_kernel, X, Y, sample_weight, order, chunk_lo, chunk_hi, own_theta,
+                    units, coef_off, int_off, use_blas, hidden, output, tile, works[member],
+                    grads[buffer + member], scratch[member], last_phase,
+                )
+            # Read before the barrier: once past it, the leader may shuffle the order.
             weight_sum, step_size, adam_step = _batch_scale(
                 sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                 adam_step,
             )
-            penalty = sum_and_step(
-                step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
-                state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
-                chunk_losses,
-            )
+            passed = barrier(sync, team_size, passed)
+            data_loss = team_values[losses]
+            for member in range(1, n_chunks):
+                data_loss += team_values[losses + member]
+            if last_phase < PHASE_UPDATE:
+                accumulated += float(data_loss)
+                continue
+            batch_grads = grads[buffer : buffer + n_chunks]
+            if replicated:
+                penalty = _sum_and_step(
+                    step_kernel, own_theta, batch_grads, int_off[0], alpha, weight_sum, solver,
+                    own_state_1, own_state_2, learning_rate, momentum, nesterov, beta_1,
+                    beta_2, epsilon, step_size,
+                )
+            else:
+                for member in range(lo, hi):
+                    team_values[penalties + member] = _sum_and_step_slice(
+                        step_kernel, member, n_chunks, theta, batch_grads, int_off[0], alpha,
+                        weight_sum, solver, state_1, state_2, learning_rate, momentum,
+                        nesterov, beta_1, beta_2, epsilon, step_size,
+                    )
+                passed = barrier(sync, team_size, passed)
+                penalty = team_values[penalties]
+                for member in range(1, n_chunks):
+                    penalty += team_values[penalties + member]
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
-        epoch_losses[epoch] = accumulated / n
+        if lo == 0:
+            epoch_losses[epoch] = accumulated / n
     return adam_step
+
+
+@njit(cache=True, error_model="numpy", parallel=True)
+def train_epochs_parallel(
+    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
+    n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works,
+    grads, scratch, team_values, solver, state_1, state_2, learning_rate, momentum,
+    nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase, theta_copies,
+    state_1_copies, state_2_copies, team_size, sync,
+):
+    """As :func:`train_epochs_serial`, each batch split in ``works.shape[0]`` chunks, one
+    per member of a team of threads that stays in one parallel region for the whole call
+    (``fastmlp.kernels._team``), meeting at a barrier once the chunks' gradients are in.
+
+    The step then runs one of two ways. With ``theta_copies`` (one copy per member after
+    the first, and as many of ``state_1``/``state_2``), every member steps weights of its
+    own: all alike, from the same summed gradient, so no weights cross between cores, and
+    no second barrier is needed (the gradients are in two buffers by batch parity, so a
+    member may start the next batch while another still reads). Without, each member
+    steps its slice of the parameters, and a second barrier waits for all slices.
+
+    ``team_size`` 1 runs every member's work on the first thread to come, in the same
+    order: the same results, to the bit. ``sync`` (``_team.SYNC_SIZE`` zeros) is the
+    team's meeting place; ``team_values`` (3 per chunk) holds the chunks' losses and
+    penalties. Returns the Adam step count after the last batch.
+    """
+    for member in prange(works.shape[0]):
+        lo, hi, size = join(sync, member, team_size, works.shape[0])
+        if size > 0:
+            steps = _member_epochs(
+                lo, hi, size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
+                shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off,
+                use_blas, hidden, output, alpha, tile, works, grads, scratch, team_values,
+                solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
+                epsilon, adam_step, epoch_losses, last_phase, theta_copies, state_1_copies,
+                state_2_copies,
+            )
+            if lo == 0:
+                sync[RESULT] = steps
+    return sync[RESULT]
