@@ -9,7 +9,7 @@ from numba import config
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _layers, _random, _shallow, _team, _training
-from fastmlp.kernels._calls import CompiledKernel
+from fastmlp.kernels._calls import CompiledKernel, pointer_type
 from fastmlp.kernels._threads import (
     ThreadChoice,
     in_main_thread,
@@ -206,6 +206,18 @@ def _step_kernel(dtype):
     return CompiledKernel(_training.finish_and_step, _training.finish_and_step_signature(dtype))
 
 
+@functools.cache
+def _member_kernel(dtype):
+    if config.DISABLE_JIT:  # called as Python: no signature
+        return CompiledKernel(_training._member_epochs, None)
+    signature = _training.member_epochs_signature(
+        dtype,
+        pointer_type(_layers.tile_gradient_signature(dtype)),
+        pointer_type(_training.finish_and_step_signature(dtype)),
+    )
+    return CompiledKernel(_training._member_epochs, signature)
+
+
 def _codes(activation, output):
     return HIDDEN_ACTIVATIONS[activation].code, OUTPUTS[output].code
 
@@ -344,7 +356,7 @@ class Trainer:
         profiling; the weights then stay as they are.
         """
         if random_state is None:
-            order = np.ascontiguousarray(order, dtype=np.int64)
+            order = np.require(order, dtype=np.int64, requirements=("C", "W"))
             return self._train(X, Y, sample_weight, order, _NO_SHUFFLE, learning_rate,
                                n_epochs, last_phase)
         if order.dtype != np.int64 or not order.flags.c_contiguous or not order.flags.writeable:
@@ -388,8 +400,8 @@ class Trainer:
             if run_plan.parallel:
                 work.sync[:] = 0
                 self.adam_step = _training.train_epochs_parallel(
-                    *arguments, work.theta_copies, *work.state_copies,
-                    _team_size(run_plan, n_threads), work.sync,
+                    _member_kernel(network.dtype), *arguments, work.theta_copies,
+                    *work.state_copies, _team_size(run_plan, n_threads), work.sync,
                 )
             else:
                 self.adam_step = _training.train_epochs_serial(*arguments)

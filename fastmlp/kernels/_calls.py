@@ -20,6 +20,12 @@ def _address(kernel):
     return kernel.address
 
 
+def pointer_type(signature):
+    """The Numba type of a :class:`CompiledKernel` of ``signature``, known before it is
+    compiled."""
+    return types.ExternalFunctionPointer(signature, get_pointer=_address)
+
+
 class CompiledKernel:
     """``dispatcher`` compiled for ``signature`` (a Numba signature with concrete types),
     callable from other kernels, through its address, with exactly those types.
@@ -38,7 +44,7 @@ class CompiledKernel:
                 result.fndesc.llvm_cfunc_wrapper_name
             )
             # Read by numba.typeof: the same type for every call, with no typing work.
-            self._numba_type_ = types.ExternalFunctionPointer(signature, get_pointer=_address)
+            self._numba_type_ = pointer_type(signature)
 
     def __call__(self, *args):
         return self.dispatcher(*args)

@@ -134,15 +134,7 @@ else:
         return types.void(), _YIELD
 
 
-@njit(cache=True)
-def _spin(spins):
-    if spins < PAUSE_SPINS:
-        pause()
-    else:
-        yield_core()
-
-
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def join(sync, member, team_size, n_members):
     """Meet the team at the start of a region; returns the members this thread runs
     (``lo, hi``) and the size of the team it is in (0 for none: the work is done
@@ -161,14 +153,14 @@ def join(sync, member, team_size, n_members):
             if compare_and_swap(sync, MODE, UNDECIDED, SOLO) == UNDECIDED:
                 return 0, n_members, 1
         else:
-            _spin(spins)
+            pause() if spins < PAUSE_SPINS else yield_core()
             spins += 1
     if atomic_load(sync, MODE) == TEAM:
         return member, member + 1, n_members
     return 0, 0, 0
 
 
-@njit(cache=True)
+@njit(cache=True, inline="always")
 def barrier(sync, team_size, passed):
     """Wait until every member has arrived here (the ``passed + 1``-th barrier of the
     region); returns ``passed + 1``. Writes before it are seen by every member after it.
@@ -179,6 +171,6 @@ def barrier(sync, team_size, passed):
     atomic_add(sync, ARRIVED, 1)
     spins = 0
     while atomic_load(sync, ARRIVED) < target:
-        _spin(spins)
+        pause() if spins < PAUSE_SPINS else yield_core()
         spins += 1
     return passed + 1

@@ -39,7 +39,7 @@ def _chunk_gradient(
     return loss
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _chunk_bounds(start, stop, n_chunks, chunk):
     size = (stop - start + n_chunks - 1) // n_chunks
     lo = min(start + chunk * size, stop)
@@ -97,7 +97,7 @@ def batch_gradient_parallel(
     return loss
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _add_to(total, part, lo, hi):
     for p in range(lo, hi):
         total[p] += part[p]
@@ -119,7 +119,7 @@ def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
     return t(0.5) * alpha * squared_norm / weight_sum
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def weight_sum_of(sample_weight, order, start, stop, default):
     if sample_weight.shape[0] == 0:
         return default
@@ -224,7 +224,7 @@ def finish_and_step_signature(dtype):
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _other_gradient(grads, lo, hi):
     """What the step adds to ``grads[0, lo:hi]``: with two chunks, the second's gradient
     (added inside the step); with more, they are first summed into ``grads[0]`` in chunk
@@ -238,25 +238,12 @@ def _other_gradient(grads, lo, hi):
 
 @njit(cache=True, error_model="numpy")
 def _sum_and_step(
-    step_kernel, theta, grads, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
-):
-    """The chunks' gradients ``grads`` summed in chunk order, and :func:`finish_and_step`
-    (``step_kernel``, by address) on every parameter; returns the penalty."""
-    return step_kernel(
-        theta, grads[0], _other_gradient(grads, 0, theta.shape[0]), n_coef_params, alpha,
-        weight_sum, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-        beta_2, epsilon, step_size,
-    )
-
-
-@njit(cache=True, error_model="numpy")
-def _sum_and_step_slice(
     step_kernel, part, n_parts, theta, grads, n_coef_params, alpha, weight_sum, solver,
     state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
-    """:func:`_sum_and_step` on slice ``part`` of ``n_parts`` of the parameters; returns
-    the slice's share of the penalty."""
+    """The chunks' gradients ``grads`` summed in chunk order, and :func:`finish_and_step`
+    (``step_kernel``, by address), on slice ``part`` of ``n_parts`` of the parameters (0
+    of 1: all); returns the slice's share of the penalty."""
     lo, hi = _chunk_bounds(0, theta.shape[0], n_parts, part)
     n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
     return step_kernel(
@@ -266,7 +253,7 @@ def _sum_and_step_slice(
     )
 
 
-@njit(cache=True, error_model="numpy")
+@njit(cache=True, error_model="numpy", inline="always")
 def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
                  adam_step):
     """A batch's weight sum (its length, unweighted), and for Adam the step count and
@@ -310,6 +297,7 @@ def train_epochs_serial(
     ``fastmlp profile``.
     """
     n = order.shape[0]
+    whole = grads.shape[0]  # one part: slice 0 of 1 (a variable: see _member_epochs)
     for epoch in range(n_epochs):
         if shuffle_state.shape[0] > 0:
             shuffle(order, shuffle_state)
@@ -329,8 +317,9 @@ def train_epochs_serial(
                 adam_step,
             )
             penalty = _sum_and_step(
-                step_kernel, theta, grads, int_off[0], alpha, weight_sum, solver, state_1,
-                state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+                step_kernel, whole - 1, whole, theta, grads, int_off[0], alpha, weight_sum,
+                solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
+                epsilon, step_size,
             )
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
@@ -338,35 +327,36 @@ def train_epochs_serial(
 
 
 @njit(cache=True, error_model="numpy")
-def _own(member, first, copies):
-    """Member ``member``'s copy of an array: ``first`` itself for member 0."""
-    return first if member == 0 else copies[member - 1]
-
-
-@njit(cache=True, error_model="numpy")
 def _member_epochs(
-    lo, hi, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
+    member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
     shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden,
     output, alpha, tile, works, grads, scratch, team_values, solver, state_1, state_2,
     learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses,
     last_phase, theta_copies, state_1_copies, state_2_copies,
 ):
-    """The epochs of the team members ``lo`` to ``hi - 1``, run by one thread of a team
-    of ``team_size`` (see :func:`train_epochs_parallel`); member ``lo`` leads when 0."""
+    """The work of team member ``member`` (see :func:`train_epochs_parallel`): after the
+    handshake, that of members ``lo`` to ``hi - 1`` (all of them, alone), or none."""
     n_chunks = works.shape[0]
+    lo, hi, team_size = join(sync, member, team_size, n_chunks)
+    if hi == 0:
+        return adam_step
     replicated = theta_copies.shape[0] > 0
     n_buffers = 2 if replicated else 1
     penalties = 2 * n_chunks  # where team_values keeps the slices' penalties
-    if replicated:  # each member steps weights of its own, all alike
-        own_theta = _own(lo, theta, theta_copies)
-        own_state_1 = _own(lo, state_1, state_1_copies)
-        own_state_2 = _own(lo, state_2, state_2_copies)
-        if lo > 0:  # member 0 changes them only after the first barrier
-            own_theta[:] = theta
-            own_state_1[:] = state_1
-            own_state_2[:] = state_2
-    else:
-        own_theta, own_state_1, own_state_2 = theta, state_1, state_2
+    # The parts of the parameters this thread steps: all of its own copy, or its slices.
+    # Variables, not constants at the call: Numba compiles a callee once per constant.
+    first_part, last_part, n_parts = (0, 1, 1) if replicated else (lo, hi, n_chunks)
+    own_theta, own_state_1, own_state_2 = theta, state_1, state_2
+    if replicated and lo > 0:  # each member steps weights of its own, all alike
+        own_theta = theta_copies[lo - 1]
+        own_state_1, own_state_2 = state_1_copies[lo - 1], state_2_copies[lo - 1]
+        # Member 0 changes its weights and state only after the first barrier.
+        for p in range(theta.shape[0]):
+            own_theta[p] = theta[p]
+        for p in range(state_1.shape[0]):
+            own_state_1[p] = state_1[p]
+        for p in range(state_2.shape[0]):
+            own_state_2[p] = state_2[p]
     passed = 0
     batch = 0
     n = order.shape[0]
@@ -401,32 +391,51 @@ def _member_epochs(
                 accumulated += float(data_loss)
                 continue
             batch_grads = grads[buffer : buffer + n_chunks]
-            if replicated:
+            penalty = team_values[penalties]
+            for part in range(first_part, last_part):
                 penalty = _sum_and_step(
-                    step_kernel, own_theta, batch_grads, int_off[0], alpha, weight_sum, solver,
-                    own_state_1, own_state_2, learning_rate, momentum, nesterov, beta_1,
-                    beta_2, epsilon, step_size,
+                    step_kernel, part, n_parts, own_theta, batch_grads, int_off[0], alpha,
+                    weight_sum, solver, own_state_1, own_state_2, learning_rate, momentum,
+                    nesterov, beta_1, beta_2, epsilon, step_size,
                 )
-            else:
-                for member in range(lo, hi):
-                    team_values[penalties + member] = _sum_and_step_slice(
-                        step_kernel, member, n_chunks, theta, batch_grads, int_off[0], alpha,
-                        weight_sum, solver, state_1, state_2, learning_rate, momentum,
-                        nesterov, beta_1, beta_2, epsilon, step_size,
-                    )
+                team_values[penalties + part] = penalty
+            if not replicated:
                 passed = barrier(sync, team_size, passed)
                 penalty = team_values[penalties]
-                for member in range(1, n_chunks):
-                    penalty += team_values[penalties + member]
+                for part in range(1, n_parts):
+                    penalty += team_values[penalties + part]
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         if lo == 0:
             epoch_losses[epoch] = accumulated / n
+    if lo == 0:
+        sync[RESULT] = adam_step
     return adam_step
+
+
+def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
+    """The one signature :func:`_member_epochs` is compiled for in ``dtype``, given the
+    types of the kernels it calls (the data it only reads may be read-only)."""
+    real = from_dtype(np.dtype(dtype))
+    vector, matrix, int64 = real[::1], real[:, ::1], types.int64
+    indices = int64[::1]
+
+    def data(ndim):
+        return types.Array(real, ndim, "C", readonly=True)
+
+    return int64(
+        int64, int64, indices, tile_kernel_type, step_kernel_type,  # member, ..., kernels
+        data(2), data(2), data(1), indices, types.uint32[::1], int64, int64,  # X, ..., n_epochs
+        vector, indices, indices, indices, types.boolean[::1], int64, int64,  # theta, ..., output
+        real, int64, matrix, matrix, matrix, vector,  # alpha, tile, works, ..., team_values
+        int64, vector, vector, real, real, types.boolean,  # solver, ..., nesterov
+        real, real, real, int64, types.float64[::1], int64,  # beta_1, ..., last_phase
+        matrix, matrix, matrix,  # theta_copies, state_1_copies, state_2_copies
+    )
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def train_epochs_parallel(
-    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
+    member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
     n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works,
     grads, scratch, team_values, solver, state_1, state_2, learning_rate, momentum,
     nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase, theta_copies,
@@ -446,19 +455,16 @@ def train_epochs_parallel(
     ``team_size`` 1 runs every member's work on the first thread to come, in the same
     order: the same results, to the bit. ``sync`` (``_team.SYNC_SIZE`` zeros) is the
     team's meeting place; ``team_values`` (3 per chunk) holds the chunks' losses and
-    penalties. Returns the Adam step count after the last batch.
+    penalties. Returns the Adam step count after the last batch. ``member_kernel`` is
+    :func:`_member_epochs`, passed by address (``fastmlp.kernels._calls``): inside a
+    parallel region Numba would compile a direct callee's code three times over.
     """
     for member in prange(works.shape[0]):
-        lo, hi, size = join(sync, member, team_size, works.shape[0])
-        if size > 0:
-            steps = _member_epochs(
-                lo, hi, size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
-                shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off,
-                use_blas, hidden, output, alpha, tile, works, grads, scratch, team_values,
-                solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
-                epsilon, adam_step, epoch_losses, last_phase, theta_copies, state_1_copies,
-                state_2_copies,
-            )
-            if lo == 0:
-                sync[RESULT] = steps
+        member_kernel(
+            member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
+            shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas,
+            hidden, output, alpha, tile, works, grads, scratch, team_values, solver, state_1,
+            state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+            epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
+        )
     return sync[RESULT]
