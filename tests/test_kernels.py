@@ -227,6 +227,48 @@ def test_whole_epoch_training_equals_reference_steps(solver, weighted, units):
             assert relative_error(got, want) <= 1e-9
 
 
+@fast_inputs
+@pytest.mark.parametrize("solver", sorted(SOLVERS))
+@pytest.mark.parametrize("weight_sum", [32.0, 1.0, 0.5, 200.0, 0.75, 37.3])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, rng):
+    """The step divides by the batch's weight sum as scikit-learn does, or multiplies by
+    its inverse where that is exact (a power of two): the same bits either way."""
+    from fastmlp.kernels import _training
+
+    settings = SOLVERS[solver]
+    n_coefs, n_params = 40, 53
+    theta, grad, other, state_1, state_2 = (
+        rng.standard_normal(n_params).astype(dtype) for _ in range(5))
+    state_2 = np.abs(state_2)
+    t = np.dtype(dtype).type
+    alpha, learning_rate, step_size = t(1e-3), t(0.01), t(0.003)
+    is_adam = settings["solver"] == "adam"
+    expected_theta, expected_1, expected_2 = theta.copy(), state_1.copy(), state_2.copy()
+    g = grad + other
+    g[:n_coefs] += alpha * theta[:n_coefs]
+    g = g / t(weight_sum)
+    if is_adam:
+        beta_1, beta_2, epsilon = t(0.9), t(0.999), t(1e-8)
+        expected_1[:] = beta_1 * state_1 + (1 - beta_1) * g
+        expected_2[:] = beta_2 * state_2 + (1 - beta_2) * (g * g)
+        expected_theta += -step_size * expected_1 / (np.sqrt(expected_2) + epsilon)
+    else:
+        momentum = t(0.9)
+        expected_1[:] = momentum * state_1 - learning_rate * g
+        update = momentum * expected_1 - learning_rate * g if settings["nesterov"] else expected_1
+        expected_theta += update
+    _training.finish_and_step(
+        theta, grad, other, n_coefs, alpha, t(weight_sum), int(is_adam), state_1,
+        state_2 if is_adam else state_2[:0], learning_rate, t(0.9), settings.get("nesterov", False),
+        t(0.9), t(0.999), t(1e-8), step_size,
+    )
+    np.testing.assert_array_equal(theta, expected_theta)
+    np.testing.assert_array_equal(state_1, expected_1)
+    if is_adam:
+        np.testing.assert_array_equal(state_2, expected_2)
+
+
 def train_copy(network, X, Y, n_threads, n_epochs=3, solver="adam", calls=1):
     copy = FlatNetwork(network.units, network.dtype)
     copy.theta[:] = network.theta

@@ -10,6 +10,8 @@ Numba's on-disk cache key ignores the ``parallel`` flag, so the serial and paral
 gradients are distinct functions rather than one function compiled twice.
 """
 
+import math
+
 import numpy as np
 from numba import from_dtype, njit, prange, types
 
@@ -144,6 +146,16 @@ def _squared_norm(values):
 # pass, so the sum of the two is never stored and read back: the update of a wide
 # network is bound by memory traffic.
 @njit(cache=True, error_model="numpy", inline="always")
+def _exact_inverse(theta, scale):
+    """``1 / scale`` where a product by it rounds as a division by ``scale`` does (a power
+    of two: both are the exact quotient, rounded once); else 0. A division has a tenth of
+    a product's throughput: it took half of a small network's step (W5's batches of 32)."""
+    mantissa, _ = math.frexp(float(scale))
+    t = theta.dtype.type
+    return t(1) / scale if mantissa == 0.5 else t(0)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov):
     v = momentum * velocity[p] - learning_rate * g
     velocity[p] = v
@@ -152,9 +164,18 @@ def _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov):
 
 @njit(cache=True, error_model="numpy")
 def _sgd_step(theta, grad, other, velocity, scale, alpha, learning_rate, momentum, nesterov):
-    if other.shape[0] == 0:
+    inverse = _exact_inverse(theta, scale)
+    if other.shape[0] == 0 and inverse > 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + alpha * theta[p]) * inverse
+            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+    elif other.shape[0] == 0:
         for p in range(theta.shape[0]):
             g = (grad[p] + alpha * theta[p]) / scale
+            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+    elif inverse > 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + other[p] + alpha * theta[p]) * inverse
             _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
     else:
         for p in range(theta.shape[0]):
@@ -174,9 +195,18 @@ def _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon):
 
 @njit(cache=True, error_model="numpy")
 def _adam_step(theta, grad, other, m, v, scale, alpha, step_size, beta_1, beta_2, epsilon):
-    if other.shape[0] == 0:
+    inverse = _exact_inverse(theta, scale)
+    if other.shape[0] == 0 and inverse > 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + alpha * theta[p]) * inverse
+            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+    elif other.shape[0] == 0:
         for p in range(theta.shape[0]):
             g = (grad[p] + alpha * theta[p]) / scale
+            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+    elif inverse > 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + other[p] + alpha * theta[p]) * inverse
             _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
     else:
         for p in range(theta.shape[0]):
