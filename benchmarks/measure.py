@@ -23,8 +23,10 @@ from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Unavailable, load
 
 SETTLE_SECONDS = 0.15
 #: The untimed work before each timed unit lasts at least this long: one short unit (a
-#: 0.1 ms epoch) is not enough to wake a thread pool fully on these machines.
-WARMUP_SECONDS = 0.05
+#: 0.1 ms epoch) is not enough to wake a thread pool fully on these machines, nor were
+#: 50 ms after the pause above (in one run, W5's engine epochs: 27 ms, while its 5-epoch
+#: fits, warmed by a 0.1 s fit, ran at 22 ms an epoch; with 0.2 s, 21.5 and 20.0 ms).
+WARMUP_SECONDS = 0.2
 
 
 def steady_allocator():

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import targets
-from benchmarks.measure import measure
+from benchmarks.measure import SETTLE_SECONDS, WARMUP_SECONDS, measure
 from benchmarks.sweeps import run_sweeps
 from benchmarks.workloads import WORKLOADS
 
@@ -166,9 +166,11 @@ def run(out_dir="reports", quick=False, log=print):
         *machine_description(),
         "",
         "Every figure is a median over interleaved rounds in this one run; each timed unit "
-        "follows at least 50 ms of untimed units of the same implementation (the steady "
-        "state of a fit: on these virtual machines a thread pool left idle for a tenth of "
-        "a second wakes slowly for a while), compile time is excluded (measured on its own "
+        f"follows at least {WARMUP_SECONDS * 1e3:.0f} ms of untimed units of the same "
+        "implementation (the steady state of a fit: on these virtual machines a thread pool "
+        "left idle for a tenth of a second wakes slowly for a while), a pause of "
+        f"{SETTLE_SECONDS * 1e3:.0f} ms after it lets its library's threads stop spinning "
+        "before the next library runs, compile time is excluded (measured on its own "
         "below), PyTorch runs in a worker process of its own, and glibc keeps freed memory "
         "for reuse (NumPy's temporaries are not page-faulted afresh at every call: the "
         "NumPy-based baselines at their fastest). Workloads and targets: "

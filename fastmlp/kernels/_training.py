@@ -421,14 +421,15 @@ def _member_epochs(
                 accumulated += float(data_loss)
                 continue
             batch_grads = grads[buffer : buffer + n_chunks]
-            penalty = team_values[penalties]
+            penalty = theta.dtype.type(0)
             for part in range(first_part, last_part):
                 penalty = _sum_and_step(
                     step_kernel, part, n_parts, own_theta, batch_grads, int_off[0], alpha,
                     weight_sum, solver, own_state_1, own_state_2, learning_rate, momentum,
                     nesterov, beta_1, beta_2, epsilon, step_size,
                 )
-                team_values[penalties + part] = penalty
+                if not replicated:
+                    team_values[penalties + part] = penalty
             if not replicated:
                 passed = barrier(sync, team_size, passed)
                 penalty = team_values[penalties]
