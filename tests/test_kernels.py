@@ -472,6 +472,34 @@ def test_calls_from_four_python_threads_give_the_serial_results(units):
             np.testing.assert_array_equal(got, want)
 
 
+@two_threads
+def test_one_trainer_called_from_two_python_threads_runs_one_call_at_a_time():
+    """A call's threads share the trainer's buffers and meeting place, so a trainer runs
+    one call at a time: two threads calling it at once get, in turn, what two calls in a
+    row give (here all alike: a learning rate of zero leaves the weights as they are)."""
+    coefs, intercepts, X, Y, _ = make_problem(21, [10, 64, 32, 3], 1000, "softmax")
+    network = FlatNetwork.from_arrays(coefs, intercepts)
+    trainer = Trainer(network, "relu", "softmax", batch_size=200, n_threads=2)
+    Xc, Yc, no_weights = trainer.prepare(X, Y)
+    order = np.arange(1000, dtype=np.int64)
+    expected = trainer.run_epochs(Xc, Yc, no_weights, order, 0.0, 20)
+    losses, barrier = [], threading.Barrier(2)
+
+    def work():
+        barrier.wait()
+        for _ in range(5):
+            losses.append(trainer.run_epochs(Xc, Yc, no_weights, order, 0.0, 20))
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    assert len(losses) == 10, "a call never returned"
+    for got in losses:
+        np.testing.assert_array_equal(got, expected)
+
+
 @fast_inputs
 @pytest.mark.parametrize(("units", "activation"), [([4, 9, 6, 3], "silu"), ([3, 9, 2], "relu")],
                          ids=["deep", "shallow"])

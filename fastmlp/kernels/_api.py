@@ -1,6 +1,7 @@
 """Python side of the Numba engine: flat parameters, per-shape plans, buffers made once."""
 
 import functools
+import threading
 import time
 from dataclasses import dataclass
 
@@ -322,6 +323,8 @@ class Trainer:
         self.state_2 = np.zeros(network.n_params if solver == "adam" else 0, dtype=network.dtype)
         self.adam_step = 0
         self._plans = {}
+        # One call at a time: a call's threads share its buffers and meeting place.
+        self._running = threading.Lock()
 
     def reset(self):
         """Forget the optimizer state: velocities or moments zero, no steps taken."""
@@ -396,7 +399,7 @@ class Trainer:
             self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
         )
         started = time.perf_counter()
-        with parallel_section(n_threads, run_plan.blas_in_threads):
+        with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
             if run_plan.parallel:
                 work.sync[:] = 0
                 self.adam_step = _training.train_epochs_parallel(
