@@ -500,6 +500,20 @@ def test_one_trainer_called_from_two_python_threads_runs_one_call_at_a_time():
         np.testing.assert_array_equal(got, expected)
 
 
+def test_a_pickled_trainer_trains_on_as_the_original():
+    import pickle
+
+    coefs, intercepts, X, Y, _ = make_problem(22, [10, 64, 32, 3], 600, "softmax")
+    trainer = Trainer(FlatNetwork.from_arrays(coefs, intercepts), "relu", "softmax")
+    Xc, Yc, no_weights = trainer.prepare(X, Y)
+    order = np.arange(600, dtype=np.int64)
+    trainer.run_epochs(Xc, Yc, no_weights, order, 1e-3, 2)
+    copy = pickle.loads(pickle.dumps(trainer))
+    for each in (trainer, copy):
+        each.run_epochs(Xc, Yc, no_weights, order, 1e-3, 2)
+    np.testing.assert_array_equal(copy.network.theta, trainer.network.theta)
+
+
 @fast_inputs
 @pytest.mark.parametrize(("units", "activation"), [([4, 9, 6, 3], "silu"), ([3, 9, 2], "relu")],
                          ids=["deep", "shallow"])

@@ -326,6 +326,15 @@ class Trainer:
         # One call at a time: a call's threads share its buffers and meeting place.
         self._running = threading.Lock()
 
+    def __getstate__(self):  # a pickled (or deep-copied) trainer gets a lock of its own
+        state = dict(self.__dict__)
+        del state["_running"]
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._running = threading.Lock()
+
     def reset(self):
         """Forget the optimizer state: velocities or moments zero, no steps taken."""
         self.state_1[:] = 0
