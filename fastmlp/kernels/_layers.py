@@ -62,8 +62,10 @@ def layer_offsets(units, tile, layer):
 
 def workspace_size(units, tile):
     units = np.asarray(units, dtype=np.int64)
-    # As Python: a call from Python would compile it on its own, for a few loop steps.
-    return int(_layer_start.py_func(units, tile, units.shape[0] - 1))
+    # As Python: a call from Python would compile it on its own, for a few loop steps
+    # (with the JIT off it is Python already).
+    layer_start = getattr(_layer_start, "py_func", _layer_start)
+    return int(layer_start(units, tile, units.shape[0] - 1))
 
 
 @njit(cache=True, error_model="numpy")
