@@ -642,8 +642,8 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
 
     fastmlp.warmup(dtypes=("float64",))
     loops = [_training.train_epochs_serial, _layers.forward_rows]
-    if config.NUMBA_NUM_THREADS >= 2:
-        loops += [_training.train_epochs_parallel]
+    if config.NUMBA_NUM_THREADS >= 2:  # the team's region, and each member's epochs
+        loops += [_training.train_epochs_parallel, _training._member_epochs]
     for loop in loops:
         # Compiled afresh (not loaded from the cache), so that its LLVM IR is at hand,
         # with the IR of every kernel it calls directly (the parallel regions included).
@@ -651,6 +651,7 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
         fresh.compile(loop.signatures[0])
         code = fresh.inspect_llvm(loop.signatures[0])
         assert "tile_gradient" not in code and "finish_and_step" not in code
+        assert loop is _training._member_epochs or "_member_epochs" not in code
         assert loop.__name__ in code.split("define", 2)[1]  # the IR is the loop's own
 
 
