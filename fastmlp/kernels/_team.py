@@ -135,6 +135,15 @@ else:
 
 
 @njit(cache=True, inline="always")
+def _wait(spins):
+    """One spin of a waiting thread: the pause hint, then, after ``PAUSE_SPINS``, a yield."""
+    if spins < PAUSE_SPINS:
+        pause()
+    else:
+        yield_core()
+
+
+@njit(cache=True, inline="always")
 def join(sync, member, team_size, n_members):
     """Meet the team at the start of a region; returns the members this thread runs
     (``lo, hi``) and the size of the team it is in (0 for none: the work is done
@@ -153,7 +162,7 @@ def join(sync, member, team_size, n_members):
             if compare_and_swap(sync, MODE, UNDECIDED, SOLO) == UNDECIDED:
                 return 0, n_members, 1
         else:
-            pause() if spins < PAUSE_SPINS else yield_core()
+            _wait(spins)
             spins += 1
     if atomic_load(sync, MODE) == TEAM:
         return member, member + 1, n_members
@@ -171,6 +180,6 @@ def barrier(sync, team_size, passed):
     atomic_add(sync, ARRIVED, 1)
     spins = 0
     while atomic_load(sync, ARRIVED) < target:
-        pause() if spins < PAUSE_SPINS else yield_core()
+        _wait(spins)
         spins += 1
     return passed + 1
