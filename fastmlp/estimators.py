@@ -264,22 +264,22 @@ class _BaseMLP(BaseEstimator):
         # A new fit starts a new optimizer, as scikit-learn's does; partial_fit goes on
         # with the one it has. A new one for the same network and settings reuses the
         # last one's buffers (made ready for the engine's threads once).
-        config = (
-            self.backend, [c.shape for c in self.coefs_], self.coefs_[0].dtype,
-            self.activation, self.out_activation_, self.solver, self._solver_settings(),
-            self.alpha, self.n_threads,
-        )
-        if incremental and hasattr(self, "_optimizer"):
-            pass
-        elif getattr(self, "_optimizer_config", None) == config:
-            self._optimizer.restart()
-        else:
-            self._optimizer = StochasticSolver(
-                self.backend, self.coefs_, self.intercepts_, self.activation,
-                self.out_activation_, self.solver, self._solver_settings(), self.alpha,
-                batch_size, self.n_threads,
+        if not (incremental and hasattr(self, "_optimizer")):
+            settings = self._solver_settings()
+            config = (
+                self.backend, [c.shape for c in self.coefs_], self.coefs_[0].dtype,
+                self.activation, self.out_activation_, self.solver, settings, self.alpha,
+                self.n_threads,
             )
-            self._optimizer_config = config
+            if getattr(self, "_optimizer_config", None) == config:
+                self._optimizer.restart()
+            else:
+                self._optimizer = StochasticSolver(
+                    self.backend, self.coefs_, self.intercepts_, self.activation,
+                    self.out_activation_, self.solver, settings, self.alpha, batch_size,
+                    self.n_threads,
+                )
+                self._optimizer_config = config
         solver = self._optimizer
         solver.set_weights(self.coefs_, self.intercepts_)
         solver.set_batch_size(batch_size)

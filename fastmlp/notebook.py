@@ -146,12 +146,19 @@ def backward(model, xs, hs, errs):
     return dict(W1=dW1, W2=dW2)
 
 
+def _one_hot(labels, n_classes):
+    """The targets of ``labels`` (validated class indices), one row each."""
+    targets = np.zeros((labels.shape[0], n_classes))
+    targets[np.arange(labels.shape[0]), labels] = 1.0
+    return targets
+
+
 def _log_likelihood_gradient(W1, W2, X, labels, backend):
     """The notebook's gradient, as minus scikit-learn's log-loss gradient (alpha = 0)."""
     from fastmlp.engine import loss_and_gradients
 
     coefs, intercepts = _to_layers(W1, W2)
-    Y = np.eye(W2.shape[1])[labels]
+    Y = _one_hot(labels, W2.shape[1])
     _, coef_grads, intercept_grads = loss_and_gradients(
         coefs, intercepts, X, Y, activation="relu", output="softmax", backend=backend
     )
@@ -194,8 +201,7 @@ def _trainer(W1_shape, W2_shape, labels):
         _trainers.key, _trainers.labels = key, None
         _trainers.order = np.arange(labels.shape[0], dtype=np.int64)
     if _trainers.labels is None or not np.array_equal(_trainers.labels, labels):
-        _trainers.targets = np.zeros((labels.shape[0], W2_shape[1]))
-        _trainers.targets[np.arange(labels.shape[0]), labels] = 1.0
+        _trainers.targets = _one_hot(labels, W2_shape[1])
         _trainers.labels = labels.copy()
     return _trainers.trainer, _trainers.targets, _trainers.order
 

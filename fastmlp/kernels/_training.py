@@ -360,7 +360,7 @@ def train_epochs_serial(
 def _member_epochs(
     member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
     shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden,
-    output, alpha, tile, works, grads, scratch, team_values, solver, state_1, state_2,
+    output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1, state_2,
     learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses,
     last_phase, theta_copies, state_1_copies, state_2_copies,
 ):
@@ -372,7 +372,7 @@ def _member_epochs(
         return adam_step
     replicated = theta_copies.shape[0] > 0
     n_buffers = 2 if replicated else 1
-    penalties = 2 * n_chunks  # where team_values keeps the slices' penalties
+    penalties = 2 * n_chunks  # where chunk_losses keeps the slices' penalties
     # The parts of the parameters this thread steps: all of its own copy, or its slices.
     # Variables, not constants at the call: Numba compiles a callee once per constant.
     first_part, last_part, n_parts = (0, 1, 1) if replicated else (lo, hi, n_chunks)
@@ -403,7 +403,7 @@ def _member_epochs(
             batch += 1
             for member in range(lo, hi):
                 chunk_lo, chunk_hi = _chunk_bounds(start, stop, n_chunks, member)
-                team_values[losses + member] = _chunk_gradient(
+                chunk_losses[losses + member] = _chunk_gradient(
                     tile_kernel, X, Y, sample_weight, order, chunk_lo, chunk_hi, own_theta,
                     units, coef_off, int_off, use_blas, hidden, output, tile, works[member],
                     grads[buffer + member], scratch[member], last_phase,
@@ -414,9 +414,9 @@ def _member_epochs(
                 adam_step,
             )
             passed = barrier(sync, team_size, passed)
-            data_loss = team_values[losses]
+            data_loss = chunk_losses[losses]
             for member in range(1, n_chunks):
-                data_loss += team_values[losses + member]
+                data_loss += chunk_losses[losses + member]
             if last_phase < PHASE_UPDATE:
                 accumulated += float(data_loss)
                 continue
@@ -429,12 +429,12 @@ def _member_epochs(
                     nesterov, beta_1, beta_2, epsilon, step_size,
                 )
                 if not replicated:
-                    team_values[penalties + part] = penalty
+                    chunk_losses[penalties + part] = penalty
             if not replicated:
                 passed = barrier(sync, team_size, passed)
-                penalty = team_values[penalties]
+                penalty = chunk_losses[penalties]
                 for part in range(1, n_parts):
-                    penalty += team_values[penalties + part]
+                    penalty += chunk_losses[penalties + part]
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         if lo == 0:
             epoch_losses[epoch] = accumulated / n
@@ -457,7 +457,7 @@ def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
         int64, int64, indices, tile_kernel_type, step_kernel_type,  # member, ..., kernels
         data(2), data(2), data(1), indices, types.uint32[::1], int64, int64,  # X, ..., n_epochs
         vector, indices, indices, indices, types.boolean[::1], int64, int64,  # theta, ..., output
-        real, int64, matrix, matrix, matrix, vector,  # alpha, tile, works, ..., team_values
+        real, int64, matrix, matrix, matrix, vector,  # alpha, tile, works, ..., chunk_losses
         int64, vector, vector, real, real, types.boolean,  # solver, ..., nesterov
         real, real, real, int64, types.float64[::1], int64,  # beta_1, ..., last_phase
         matrix, matrix, matrix,  # theta_copies, state_1_copies, state_2_copies
@@ -468,7 +468,7 @@ def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
 def train_epochs_parallel(
     member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
     n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works,
-    grads, scratch, team_values, solver, state_1, state_2, learning_rate, momentum,
+    grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum,
     nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase, theta_copies,
     state_1_copies, state_2_copies, team_size, sync,
 ):
@@ -485,16 +485,17 @@ def train_epochs_parallel(
 
     ``team_size`` 1 runs every member's work on the first thread to come, in the same
     order: the same results, to the bit. ``sync`` (``_team.SYNC_SIZE`` zeros) is the
-    team's meeting place; ``team_values`` (3 per chunk) holds the chunks' losses and
-    penalties. Returns the Adam step count after the last batch. ``member_kernel`` is
-    :func:`_member_epochs`, passed by address (``fastmlp.kernels._calls``): inside a
-    parallel region Numba would compile a direct callee's code three times over.
+    team's meeting place; ``chunk_losses`` (3 per chunk) holds the chunks' losses, by
+    batch parity, and their penalties. Returns the Adam step count after the last batch.
+    ``member_kernel`` is :func:`_member_epochs`, passed by address
+    (``fastmlp.kernels._calls``): inside a parallel region Numba would compile a direct
+    callee's code three times over.
     """
     for member in prange(works.shape[0]):
         member_kernel(
             member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
             shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas,
-            hidden, output, alpha, tile, works, grads, scratch, team_values, solver, state_1,
+            hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
             state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
             epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
         )
