@@ -54,6 +54,11 @@ class StochasticSolver:
             self.intercepts = [b.copy() for b in intercepts]
             self.schedule = make_schedule(self.coefs + self.intercepts, solver, settings)
 
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        if self.backend == "numba":  # pickling made the views copies: views again
+            self.coefs, self.intercepts = self.network.coefs, self.network.intercepts
+
     def restart(self):
         """The optimizer state of a new solver (moments, velocities, step count and
         learning rate), in the buffers this one has."""

@@ -173,6 +173,29 @@ def test_warm_start_continues_like_sklearn(backend, three_classes):
     assert max_relative_difference(ours, theirs) <= PARITY_RTOL
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_pickled_estimator_trains_on_as_the_original(backend, three_classes):
+    """An unpickled estimator goes on with partial_fit and warm-started fits exactly as
+    the original does: its solver's weights are still the ones it trains."""
+    import pickle
+
+    X, y = three_classes
+    original = fastmlp.MLPClassifier(hidden_layer_sizes=(8,), random_state=0, max_iter=3,
+                                     warm_start=True, backend=backend)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        original.fit(X, y)
+        copy = pickle.loads(pickle.dumps(original))
+        for each in (original, copy):
+            each.partial_fit(X, y)
+            each.partial_fit(X, y)
+            each.fit(X, y)
+    for got, want in zip(copy.coefs_ + copy.intercepts_,
+                         original.coefs_ + original.intercepts_):
+        np.testing.assert_array_equal(got, want)
+    assert copy.loss_curve_ == original.loss_curve_
+
+
 def test_float32_trains_in_float32(three_classes):
     X, y = three_classes
     with warnings.catch_warnings():

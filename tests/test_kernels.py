@@ -17,7 +17,7 @@ from conftest import (
     relative_error,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _layers, _math, _random, _shallow
+from fastmlp.kernels import FlatNetwork, Trainer, _api, _layers, _math, _random, _shallow
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -512,6 +512,35 @@ def test_a_pickled_trainer_trains_on_as_the_original():
     for each in (trainer, copy):
         each.run_epochs(Xc, Yc, no_weights, order, 1e-3, 2)
     np.testing.assert_array_equal(copy.network.theta, trainer.network.theta)
+
+
+@two_threads
+@pytest.mark.parametrize("units", [[10, 64, 32, 3], [7, 300, 5]], ids=["copies", "slices"])
+def test_buffers_start_cache_lines(units):
+    """The weights, optimizer state and every thread's row of every per-thread buffer
+    start a cache line (64 bytes), also after pickling. (The team tests above train on
+    these padded rows.)"""
+    import pickle
+
+    def assert_aligned(trainer):
+        run_plan, work, _ = trainer._plan_for(200)
+        assert run_plan.parallel
+        arrays = [trainer.network.theta, trainer.state_1, trainer.state_2, work.sync]
+        for buffer in (work.works, work.grads, work.scratch, work.theta_copies,
+                       *work.state_copies):
+            arrays.extend(buffer)
+        for array in arrays:
+            assert array.ctypes.data % _api.CACHE_LINE == 0
+
+    coefs, intercepts, X, Y, _ = make_problem(23, units, 400, "softmax")
+    trainer = Trainer(FlatNetwork.from_arrays(coefs, intercepts), "relu", "softmax",
+                      n_threads=2)
+    assert_aligned(trainer)
+    assert trainer._plan_for(200)[1].grads.shape[1] > trainer.network.n_params  # padded
+    Xc, Yc, no_weights = trainer.prepare(X, Y)
+    order = np.arange(400, dtype=np.int64)
+    trainer.run_epochs(Xc, Yc, no_weights, order, 1e-3, 2)
+    assert_aligned(pickle.loads(pickle.dumps(trainer)))
 
 
 @fast_inputs

@@ -35,6 +35,35 @@ MIN_ROWS_PER_THREAD = 16
 #: Two threads with fewer parameters each step a copy of the weights of their own (no
 #: weights cross between cores); larger networks split the step between the threads.
 REPLICATED_STEP_MAX_PARAMS = 16384
+#: Bytes in a cache line. The engine's buffers start on one, and so does each thread's row
+#: of a per-thread buffer: a vector load never straddles two lines, and no line is
+#: written by two threads. Measured: W4-float64's epoch takes 5 % longer, W5's 9 %, when
+#: the buffers start 8 or 16 bytes past a line (as NumPy's allocations may).
+CACHE_LINE = 64
+
+
+def aligned_zeros(shape, dtype):
+    """``np.zeros(shape, dtype)`` whose first element starts a cache line."""
+    dtype = np.dtype(dtype)
+    shape = (shape,) if np.ndim(shape) == 0 else tuple(shape)
+    size = int(np.prod(shape)) * dtype.itemsize
+    raw = np.zeros(size + CACHE_LINE, dtype=np.uint8)
+    start = -raw.ctypes.data % CACHE_LINE
+    return raw[start : start + size].view(dtype).reshape(shape)
+
+
+def aligned_copy(values):
+    """A copy of ``values`` that starts a cache line (pickling gives no such promise)."""
+    copy = aligned_zeros(values.shape, values.dtype)
+    copy[...] = values
+    return copy
+
+
+def per_thread_zeros(rows, length, dtype):
+    """Zeros for ``rows`` threads, ``length`` used per row, each row starting a cache line
+    (its end padded)."""
+    per_line = CACHE_LINE // np.dtype(dtype).itemsize
+    return aligned_zeros((rows, -(-length // per_line) * per_line), dtype)
 
 
 class FlatNetwork:
@@ -55,7 +84,11 @@ class FlatNetwork:
             np.int64
         )
         self.n_params = n_coef_params + int(fan_outs.sum())
-        self.theta = np.zeros(self.n_params, dtype=self.dtype)
+        self.theta = aligned_zeros(self.n_params, self.dtype)
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self.theta = aligned_copy(self.theta)
 
     @classmethod
     def from_arrays(cls, coefs, intercepts, dtype=None):
@@ -162,18 +195,18 @@ class Workspace:
         dtype = network.dtype
         n_chunks, n_params = run_plan.n_chunks, network.n_params
         size = _layers.workspace_size(network.units, run_plan.tile)
-        self.works = np.zeros((n_chunks, size), dtype=dtype)
+        self.works = per_thread_zeros(n_chunks, size, dtype)
         n_buffers = 2 if run_plan.replicated_step else 1
-        self.grads = np.zeros((n_buffers * n_chunks, n_params), dtype=dtype)
+        self.grads = per_thread_zeros(n_buffers * n_chunks, n_params, dtype)
         blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
-        self.scratch = np.zeros((n_chunks, max(1, int(blas_layers.max()))), dtype=dtype)
+        self.scratch = per_thread_zeros(n_chunks, max(1, int(blas_layers.max())), dtype)
         # The chunks' losses (two sets, by batch parity) and their penalties.
-        self.chunk_losses = np.zeros(3 * n_chunks, dtype=dtype)
-        self.sync = np.zeros(_team.SYNC_SIZE, dtype=np.int64)
+        self.chunk_losses = aligned_zeros(3 * n_chunks, dtype)
+        self.sync = aligned_zeros(_team.SYNC_SIZE, np.int64)
         n_copies = n_chunks - 1 if run_plan.replicated_step else 0
-        self.theta_copies = np.zeros((n_copies, n_params), dtype=dtype)
+        self.theta_copies = per_thread_zeros(n_copies, n_params, dtype)
         self.state_copies = [
-            np.zeros((n_copies, n_params if state < n_states else 0), dtype=dtype)
+            per_thread_zeros(n_copies, n_params if state < n_states else 0, dtype)
             for state in range(2)
         ]
 
@@ -260,7 +293,7 @@ def loss_and_gradients(
             run_plan.tile, work.works, work.gradient, work.scratch, work.chunk_losses,
             _layers.PHASE_BACKWARD,
         )
-    grad = work.grads[0]
+    grad = work.grads[0, : network.n_params]  # (its row is padded)
     weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
     penalty = _training.finish_gradient(
         grad, network.theta, network.int_off[0], dtype.type(alpha), weight_sum
@@ -319,21 +352,25 @@ class Trainer:
         self.momentum, self.nesterov = t(momentum), bool(nesterov)
         self.beta_1, self.beta_2, self.epsilon = t(beta_1), t(beta_2), t(epsilon)
         self.n_threads = n_threads
-        self.state_1 = np.zeros(network.n_params, dtype=network.dtype)
-        self.state_2 = np.zeros(network.n_params if solver == "adam" else 0, dtype=network.dtype)
+        self.state_1 = aligned_zeros(network.n_params, network.dtype)
+        self.state_2 = aligned_zeros(network.n_params if solver == "adam" else 0, network.dtype)
         self.adam_step = 0
         self._plans = {}
         # One call at a time: a call's threads share its buffers and meeting place.
         self._running = threading.Lock()
 
-    def __getstate__(self):  # a pickled (or deep-copied) trainer gets a lock of its own
+    def __getstate__(self):
+        # A pickled (or deep-copied) trainer gets a lock of its own, and buffers of its
+        # own when it next runs.
         state = dict(self.__dict__)
         del state["_running"]
+        state["_plans"] = {}
         return state
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         self._running = threading.Lock()
+        self.state_1, self.state_2 = aligned_copy(self.state_1), aligned_copy(self.state_2)
 
     def reset(self):
         """Forget the optimizer state: velocities or moments zero, no steps taken."""

@@ -378,8 +378,10 @@ def _member_epochs(
     first_part, last_part, n_parts = (0, 1, 1) if replicated else (lo, hi, n_chunks)
     own_theta, own_state_1, own_state_2 = theta, state_1, state_2
     if replicated and lo > 0:  # each member steps weights of its own, all alike
-        own_theta = theta_copies[lo - 1]
-        own_state_1, own_state_2 = state_1_copies[lo - 1], state_2_copies[lo - 1]
+        # (Each row of a per-thread buffer is padded to whole cache lines.)
+        own_theta = theta_copies[lo - 1, : theta.shape[0]]
+        own_state_1 = state_1_copies[lo - 1, : state_1.shape[0]]
+        own_state_2 = state_2_copies[lo - 1, : state_2.shape[0]]
         # Member 0 changes its weights and state only after the first barrier.
         for p in range(theta.shape[0]):
             own_theta[p] = theta[p]
