@@ -231,16 +231,23 @@ def test_whole_epoch_training_equals_reference_steps(solver, weighted, units):
 @pytest.mark.parametrize("solver", sorted(SOLVERS))
 @pytest.mark.parametrize("weight_sum", [32.0, 1.0, 0.5, 200.0, 0.75, 37.3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
-def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, rng):
-    """The step divides by the batch's weight sum as scikit-learn does, or multiplies by
-    its inverse where that is exact (a power of two): the same bits either way."""
+@pytest.mark.parametrize("two_gradients", [True, False], ids=["two chunks", "one"])
+def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients, rng):
+    """The step divides by the batch's weight sum as scikit-learn does (by its
+    reciprocal, see _math.quotient): the same bits, for gradients of any size."""
     from fastmlp.kernels import _training
 
     settings = SOLVERS[solver]
-    n_coefs, n_params = 40, 53
+    n_coefs, n_params = 900, 1000
     theta, grad, other, state_1, state_2 = (
         rng.standard_normal(n_params).astype(dtype) for _ in range(5))
     state_2 = np.abs(state_2)
+    # Gradients over most of the dtype's range (their squares finite), some zero.
+    widest = 150 if dtype == np.float64 else 18
+    grad *= (10.0 ** rng.uniform(-widest, widest, n_params)).astype(dtype)
+    grad[::50] = 0
+    if not two_gradients:
+        other[:] = 0
     t = np.dtype(dtype).type
     alpha, learning_rate, step_size = t(1e-3), t(0.01), t(0.003)
     is_adam = settings["solver"] == "adam"
@@ -259,7 +266,8 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, rng):
         update = momentum * expected_1 - learning_rate * g if settings["nesterov"] else expected_1
         expected_theta += update
     _training.finish_and_step(
-        theta, grad, other, n_coefs, alpha, t(weight_sum), int(is_adam), state_1,
+        theta, grad, other if two_gradients else other[:0], n_coefs, alpha, t(weight_sum),
+        int(is_adam), state_1,
         state_2 if is_adam else state_2[:0], learning_rate, t(0.9), settings.get("nesterov", False),
         t(0.9), t(0.999), t(1e-8), step_size,
     )
@@ -267,6 +275,36 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, rng):
     np.testing.assert_array_equal(state_1, expected_1)
     if is_adam:
         np.testing.assert_array_equal(state_2, expected_2)
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_quotient_rounds_as_a_division_does(dtype, rng):
+    """Compiled, _math.quotient divides without a division; its bits are the division's
+    over the range it claims: float64 dividends from 1e-290 to 1e290, every finite
+    float32 (subnormals too), by awkward divisors, with exact multiples among them."""
+    from numba import njit
+
+    from fastmlp.kernels._math import quotient
+
+    @njit(error_model="numpy")
+    def quotients(dividends, divisor, reciprocal, out):
+        for i in range(dividends.shape[0]):
+            out[i] = quotient(dividends[i], divisor, reciprocal)
+
+    n = 200_000
+    exponents = (-290, 290) if dtype == np.float64 else (-45, 38)
+    for divisor in [3.0, 37.0, 200.0, 199.0, 1797.0, 0.3, 1 / 3, 2.0**20, 5e-6, 123456.789]:
+        divisor = dtype(divisor)
+        dividends = rng.standard_normal(n) * 10.0 ** rng.uniform(*exponents, n)
+        with np.errstate(over="ignore"):
+            dividends = dividends.astype(dtype)
+            dividends[: n // 4] = divisor * rng.integers(1, 2**24, n // 4).astype(dtype)
+            expected = dividends / divisor
+        finite = np.isfinite(expected) & np.isfinite(dividends)
+        dividends, expected = dividends[finite], expected[finite]
+        got = np.empty_like(dividends)
+        quotients(dividends, divisor, dtype(1) / divisor, got)
+        np.testing.assert_array_equal(got, expected)
 
 
 def train_copy(network, X, Y, n_threads, n_epochs=3, solver="adam", calls=1):

@@ -79,6 +79,57 @@ def _bit_cast(typingctx, value, target):
     return result(value, target), codegen
 
 
+def quotient(dividend, divisor, reciprocal):
+    """``dividend / divisor`` as a division rounds it, given ``reciprocal``, the rounded
+    ``1 / divisor`` (both normal numbers).
+
+    Compiled, without a division, whose throughput here is a fifth of a product's:
+
+    * float64: the product ``q = dividend * reciprocal`` is within one unit in the last
+      place of the quotient; its remainder ``dividend - q * divisor`` is exact in a fused
+      multiply-add, and ``q + remainder * reciprocal``, in another, rounds to the correctly
+      rounded quotient (Markstein's theorem). This holds while the remainder is a normal
+      number, and the quotient finite: for every dividend above about 1e-290 in
+      magnitude (or zero) whose quotient does not overflow.
+    * float32: the product in float64, by the float64 reciprocal, rounded to float32. Its
+      error (2**-52) is below the distance (2**-49) from a ratio of two 24-bit numbers to
+      the nearest float32 midpoint it does not equal, so the rounding is the division's:
+      for every dividend.
+    """
+    return dividend / divisor
+
+
+@intrinsic
+def _fused_multiply_add(typingctx, a, b, c):
+    """``a * b + c`` with one rounding (LLVM's fma: one instruction where the CPU has it)."""
+    if not (isinstance(a, types.Float) and a == b == c):
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.fma(*args)
+
+    return a(a, b, c), codegen
+
+
+@overload(quotient)
+def _quotient_compiled(dividend, divisor, reciprocal):
+    if not (isinstance(dividend, types.Float) and dividend == divisor == reciprocal):
+        return None
+    if dividend.bitwidth == 32:
+
+        def in_float64(dividend, divisor, reciprocal):
+            return np.float32(np.float64(dividend) * (1.0 / np.float64(divisor)))
+
+        return in_float64
+
+    def markstein(dividend, divisor, reciprocal):
+        product = dividend * reciprocal
+        remainder = _fused_multiply_add(-product, divisor, dividend)
+        return _fused_multiply_add(remainder, reciprocal, product)
+
+    return markstein
+
+
 @overload(float_bits)
 def _float_bits_compiled(x):
     return lambda x: _bit_cast(np.float64(x), types.int64)
