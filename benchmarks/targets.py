@@ -29,14 +29,16 @@ import numpy as np
 from fastmlp import MLPClassifier
 from fastmlp.cli import moons_data
 X, _, y, _ = moons_data()
+imported = time.perf_counter()
 MLPClassifier(max_iter=2, random_state=0).fit(X.astype(sys.argv[1]), y)
-print(time.perf_counter() - start)
+print(imported - start, time.perf_counter() - imported)
 """
 
 
 def compile_times(dtypes=("float64", "float32")):
-    """Seconds for import + a first small fit, per dtype: with an empty Numba cache, then
-    again in a new process with the cache the first one left."""
+    """Seconds for a first small fit, and for the imports and data before it, per dtype:
+    with an empty Numba cache, then again in a new process with the cache the first one
+    left. The targets: the cold fit itself; the warm imports and fit together."""
     results = {}
     for dtype in dtypes:
         with tempfile.TemporaryDirectory() as cache:
@@ -46,8 +48,11 @@ def compile_times(dtypes=("float64", "float32")):
                 subprocess.run(command, env=env, capture_output=True, text=True, check=True)
                 for _ in range(2)
             ]
-        cold, warm = (float(run.stdout.split()[-1]) for run in runs)
-        results[dtype] = {"cold_s": cold, "warm_s": warm}
+        (cold_import, cold), (warm_import, warm) = (
+            [float(value) for value in run.stdout.split()[-2:]] for run in runs
+        )
+        results[dtype] = {"cold_s": cold, "cold_import_s": cold_import,
+                          "warm_s": warm_import + warm}
     return results
 
 
@@ -127,7 +132,8 @@ def target_rows(timings, gemm=None):
 def subprocess_rows(compile_result, memory_result):
     rows = []
     for dtype, t in (compile_result or {}).items():
-        rows.append((f"cold first fit, {dtype}, <= 10 s", f"{t['cold_s']:.1f} s",
+        rows.append((f"cold first fit, {dtype}, <= 10 s",
+                     f"{t['cold_s']:.1f} s (imports before it: {t['cold_import_s']:.1f} s)",
                      t["cold_s"] <= 10))
         rows.append((f"new process, warm cache, import + first fit, {dtype}, <= 1.5 s",
                      f"{t['warm_s']:.2f} s", t["warm_s"] <= 1.5))
