@@ -37,8 +37,8 @@ MIN_ROWS_PER_THREAD = 16
 REPLICATED_STEP_MAX_PARAMS = 16384
 #: Bytes in a cache line. The engine's buffers start on one, and so does each thread's row
 #: of a per-thread buffer: a vector load never straddles two lines, and no line is
-#: written by two threads. Measured: W4-float64's epoch takes 5 % longer, W5's 9 %, when
-#: the buffers start 8 or 16 bytes past a line (as NumPy's allocations may).
+#: written by two threads. Measured: W4-float64's epoch takes 4 to 6 % longer, W5's 9 to
+#: 15 %, when the buffers start 8 or 16 bytes past a line (as NumPy's allocations may).
 CACHE_LINE = 64
 
 

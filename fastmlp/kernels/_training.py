@@ -10,7 +10,6 @@ Numba's on-disk cache key ignores the ``parallel`` flag, so the serial and paral
 gradients are distinct functions rather than one function compiled twice.
 """
 
-
 import numpy as np
 from numba import from_dtype, njit, prange, types
 
@@ -146,7 +145,7 @@ def _squared_norm(values):
 # the two is never stored and read back: the update of a wide network is bound by memory
 # traffic. The division by the batch's weight sum is done by its reciprocal
 # (``_math.quotient``: the division's rounding, without a division). A division has a
-# fifth of a product's throughput here: it took a third of a wide network's step.
+# fifth of a product's throughput here: it took a quarter of a wide network's step.
 @njit(cache=True, error_model="numpy", inline="always")
 def _reciprocal(theta, scale):
     """``1 / scale`` for ``_math.quotient``; 0 where ``scale`` is 0 or too large or small
