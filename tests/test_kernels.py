@@ -157,9 +157,13 @@ def test_every_activation_small(activation):
 @pytest.mark.parametrize("n_threads", [1, 2])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
-    """The fused kernel of _shallow.py, for every input and output count it takes and
-    every output; 150 rows end in a block of fewer than four rows in each chunk, and
-    1100 take several tiles."""
+    """The fused kernel of _shallow.py, for every input and output count it takes, and
+    every output with each output count; 150 rows end in a block of fewer than four rows
+    in each chunk, and 1100 take several tiles.
+
+    Each pair of counts with an output is a kernel compiled apart (about two seconds),
+    so each pair of counts runs two of the outputs, in turn: every output meets each
+    output count it takes, and every input count runs four kernels."""
     if n_threads > config.NUMBA_NUM_THREADS:
         pytest.skip("needs more Numba threads")
     for n_in in range(1, _shallow.SHALLOW_MAX_INPUTS + 1):
@@ -167,7 +171,9 @@ def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
             units = [n_in, 37, n_out]
             assert _shallow.is_shallow(units, _math.RELU)
             assert kernels.plan(units, 1100, n_threads, _math.RELU).tile * n_threads < 1100
-            for output in [out for out in ALL_OUTPUTS if n_out > 1 or out != "softmax"]:
+            outputs = [out for out in ALL_OUTPUTS if n_out > 1 or out != "softmax"]
+            turn = 2 * (n_in - 1)
+            for output in (outputs[turn % len(outputs)], outputs[(turn + 1) % len(outputs)]):
                 for n_samples in (1, 150, 1100):
                     problem = make_problem(n_in + 10 * n_out, units, n_samples, output, dtype)
                     assert_engines_agree(problem, "relu", output, 0.1, True, n_threads,
@@ -265,11 +271,11 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients,
         expected_1[:] = momentum * state_1 - learning_rate * g
         update = momentum * expected_1 - learning_rate * g if settings["nesterov"] else expected_1
         expected_theta += update
-    _training.finish_and_step(
+    step = _training.FINISH_AND_STEP[_training.ADAM if is_adam else _training.SGD]
+    step(
         theta, grad, other if two_gradients else other[:0], n_coefs, alpha, t(weight_sum),
-        int(is_adam), state_1,
-        state_2 if is_adam else state_2[:0], learning_rate, t(0.9), settings.get("nesterov", False),
-        t(0.9), t(0.999), t(1e-8), step_size,
+        state_1, state_2 if is_adam else state_2[:0], learning_rate, t(0.9),
+        settings.get("nesterov", False), t(0.9), t(0.999), t(1e-8), step_size,
     )
     np.testing.assert_array_equal(theta, expected_theta)
     np.testing.assert_array_equal(state_1, expected_1)

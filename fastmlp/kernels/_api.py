@@ -221,23 +221,26 @@ class Workspace:
 # layer on few inputs), the optimizer step, and the summing of the chunks' gradients
 # around it (on the calling thread, or split across threads for larger networks).
 @functools.cache
-def _tile_kernel(dtype, shallow_shape):
-    if shallow_shape is None:
+def _tile_kernel(dtype, shallow_kind):
+    if shallow_kind is None:
         kernel = _layers.tile_gradient
     else:
-        kernel = _shallow.tile_gradient_shallow(*shallow_shape)
+        kernel = _shallow.tile_gradient_shallow(*shallow_kind)
     return CompiledKernel(kernel, _layers.tile_gradient_signature(dtype))
 
 
-def _tile_kernel_for(network, hidden):
+def _tile_kernel_for(network, hidden, output):
     units = network.units
     shallow = _shallow.is_shallow(units, hidden)
-    return _tile_kernel(network.dtype, (int(units[0]), int(units[2])) if shallow else None)
+    shape = (int(units[0]), int(units[2]), int(output)) if shallow else None
+    return _tile_kernel(network.dtype, shape)
 
 
 @functools.cache
-def _step_kernel(dtype):
-    return CompiledKernel(_training.finish_and_step, _training.finish_and_step_signature(dtype))
+def _step_kernel(dtype, solver):
+    return CompiledKernel(
+        _training.FINISH_AND_STEP[solver], _training.finish_and_step_signature(dtype)
+    )
 
 
 @functools.cache
@@ -288,10 +291,10 @@ def loss_and_gradients(
     order = np.arange(n, dtype=np.int64)
     with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
         data_loss = batch_gradient(
-            _tile_kernel_for(network, hidden), X, Y, sample_weight, order, 0, n, network.theta,
-            network.units, network.coef_off, network.int_off, run_plan.use_blas, hidden, out,
-            run_plan.tile, work.works, work.gradient, work.scratch, work.chunk_losses,
-            _layers.PHASE_BACKWARD,
+            _tile_kernel_for(network, hidden, out), X, Y, sample_weight, order, 0, n,
+            network.theta, network.units, network.coef_off, network.int_off, run_plan.use_blas,
+            hidden, out, run_plan.tile, work.works, work.gradient, work.scratch,
+            work.chunk_losses, _layers.PHASE_BACKWARD,
         )
     grad = work.grads[0, : network.n_params]  # (its row is padded)
     weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
@@ -313,8 +316,8 @@ def predict(network, X, activation, output):
     work = np.empty(_layers.workspace_size(network.units, tile), dtype=network.dtype)
     out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
     _layers.forward_rows(
-        _tile_kernel_for(network, hidden), X, network.theta, network.units, network.coef_off,
-        network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out,
+        _tile_kernel_for(network, hidden, out_code), X, network.theta, network.units,
+        network.coef_off, network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out,
     )
     return out
 
@@ -435,12 +438,13 @@ class Trainer:
         if last_phase != _layers.PHASE_UPDATE:  # profiling: one count, as asked
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
+        solver = _training.SGD if self.solver == "sgd" else _training.ADAM
         arguments = (
-            _tile_kernel_for(network, self.hidden), _step_kernel(network.dtype), X, Y,
-            sample_weight, order, shuffle_state, batch_size, n_epochs, network.theta,
-            network.units, network.coef_off, network.int_off, run_plan.use_blas, self.hidden,
-            self.output, self.alpha, run_plan.tile, work.works, work.grads, work.scratch,
-            work.chunk_losses, _training.SGD if self.solver == "sgd" else _training.ADAM,
+            _tile_kernel_for(network, self.hidden, self.output),
+            _step_kernel(network.dtype, solver), X, Y, sample_weight, order, shuffle_state,
+            batch_size, n_epochs, network.theta, network.units, network.coef_off,
+            network.int_off, run_plan.use_blas, self.hidden, self.output, self.alpha,
+            run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses, solver,
             self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
             self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
         )

@@ -360,72 +360,117 @@ def _xlog_probability(x, p):
     return x * logarithm if x != 0 else x - x
 
 
+# Each output activation and loss is a function of its own, and output_activate and
+# output_loss_and_delta choose among them: a kernel compiled for one output (the fused
+# kernel, ``_shallow.py``) calls only that one, and compiles only its code.
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def output_activate(code, Z, A, rows):
-    """A[:rows] = the output activation of Z[:rows] (softmax per row)."""
+def softmax_rows(Z, A, rows):
+    """A[:rows] = softmax of each row of Z[:rows]."""
     t = Z.dtype.type
     n = Z.shape[1]
-    if code == OUT_SOFTMAX and n == 2:  # the same steps, straight-line: vectorized over rows
+    if n == 2:  # the same steps, straight-line: vectorized over rows
         for i in range(rows):
             largest = max(Z[i, 0], Z[i, 1])
             e0, e1 = t(exp(Z[i, 0] - largest)), t(exp(Z[i, 1] - largest))
             total = e0 + e1
             A[i, 0], A[i, 1] = e0 / total, e1 / total
-    elif code == OUT_SOFTMAX:
-        for i in range(rows):
-            largest = Z[i, 0]
-            for j in range(1, n):
-                largest = max(largest, Z[i, j])
-            total = t(0)
-            for j in range(n):
-                A[i, j] = t(exp(Z[i, j] - largest))
-                total += A[i, j]
-            for j in range(n):
-                A[i, j] /= total
-    else:  # elementwise: one flat loop over the tile (see activate)
-        size = rows * n
-        z, a = Z.reshape(-1)[:size], A.reshape(-1)[:size]
-        if code == OUT_EXP:
-            for k in range(size):
-                a[k] = t(exp(z[k]))
-        elif code == OUT_LOGISTIC:
-            for k in range(size):
-                a[k] = _logistic(z[k])
-        else:
-            for k in range(size):
-                a[k] = z[k]
+        return
+    for i in range(rows):
+        largest = Z[i, 0]
+        for j in range(1, n):
+            largest = max(largest, Z[i, j])
+        total = t(0)
+        for j in range(n):
+            A[i, j] = t(exp(Z[i, j] - largest))
+            total += A[i, j]
+        for j in range(n):
+            A[i, j] /= total
+
+
+# The elementwise outputs run one flat loop over the tile (see activate).
+@njit(cache=True, error_model="numpy", inline="always")
+def _flat(Z, A, rows):
+    size = rows * Z.shape[1]
+    return Z.reshape(-1)[:size], A.reshape(-1)[:size]
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
-    """Each row's loss and output error ``(a - y) * weight``, for the output tile A.
+def logistic_rows(Z, A, rows):
+    """A[:rows] = the logistic function of Z[:rows]."""
+    z, a = _flat(Z, A, rows)
+    for k in range(z.shape[0]):
+        a[k] = _logistic(z[k])
 
-    The targets of tile row ``i`` are ``Y[order[start + i]]``, its weight likewise
-    (``sample_weight`` empty: unit weights). Returns the weighted sum of the row losses,
-    each defined as in scikit-learn's ``_base.py``: clipped log-losses, squared error
-    averaged over outputs, Poisson deviance summed over them.
-    """
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def exp_rows(Z, A, rows):
+    """A[:rows] = exp(Z[:rows]) (the Poisson loss's output)."""
+    t = Z.dtype.type
+    z, a = _flat(Z, A, rows)
+    for k in range(z.shape[0]):
+        a[k] = t(exp(z[k]))
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def identity_rows(Z, A, rows):
+    """A[:rows] = Z[:rows]."""
+    z, a = _flat(Z, A, rows)
+    for k in range(z.shape[0]):
+        a[k] = z[k]
+
+
+@njit(cache=True, error_model="numpy")
+def output_activate(code, Z, A, rows):
+    """A[:rows] = the output activation ``code`` of Z[:rows] (softmax per row)."""
+    if code == OUT_SOFTMAX:
+        softmax_rows(Z, A, rows)
+    elif code == OUT_LOGISTIC:
+        logistic_rows(Z, A, rows)
+    elif code == OUT_EXP:
+        exp_rows(Z, A, rows)
+    else:
+        identity_rows(Z, A, rows)
+
+
+# The losses below: each row's loss and output error ``(a - y) * weight`` for the output
+# tile A. The targets of tile row ``i`` are ``Y[order[start + i]]``, its weight likewise
+# (``sample_weight`` empty: unit weights). Each returns the weighted sum of the row
+# losses, each defined as in scikit-learn's ``_base.py``.
+@njit(cache=True, error_model="numpy", inline="always")
+def _row_and_weight(order, start, i, sample_weight):
+    row = order[start + i]
+    if sample_weight.shape[0] > 0:
+        return row, sample_weight[row]
+    return row, sample_weight.dtype.type(1)
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _deltas(A, Y, row, weight, D, i):
+    for j in range(A.shape[1]):
+        D[i, j] = (A[i, j] - Y[row, j]) * weight
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
+    """The clipped log-loss of softmax outputs, or with ``both_sides`` (logistic
+    outputs, or a single output) that of each output and its complement."""
     t = A.dtype.type
     one = t(1)
     n = A.shape[1]
-    weighted = sample_weight.shape[0] > 0
     eps = np.finfo(A.dtype).eps
-    both_sides = code == OUT_LOGISTIC or n == 1
     total = t(0)
-    if code == OUT_LOGISTIC and n == 1:  # one row a lane: a loop LLVM vectorizes
+    if both_sides and n == 1:  # one row a lane: a loop LLVM vectorizes
         for i in range(rows):
-            row = order[start + i]
-            weight = sample_weight[row] if weighted else one
+            row, weight = _row_and_weight(order, start, i, sample_weight)
             a, y = A[i, 0], Y[row, 0]
             p = min(max(a, eps), one - eps)
             loss = _xlog_probability(y, p) + _xlog_probability(one - y, one - p)
             D[i, 0] = (a - y) * weight
             total -= weight * loss
         return total
-    if code == OUT_SOFTMAX and n == 2:  # likewise, two classes
+    if not both_sides and n == 2:  # likewise, two classes
         for i in range(rows):
-            row = order[start + i]
-            weight = sample_weight[row] if weighted else one
+            row, weight = _row_and_weight(order, start, i, sample_weight)
             a0, a1, y0, y1 = A[i, 0], A[i, 1], Y[row, 0], Y[row, 1]
             p0, p1 = min(max(a0, eps), one - eps), min(max(a1, eps), one - eps)
             loss = _xlog_probability(y0, p0) + _xlog_probability(y1, p1)
@@ -433,25 +478,59 @@ def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
             total -= weight * loss
         return total
     for i in range(rows):
-        row = order[start + i]
-        weight = sample_weight[row] if weighted else one
+        row, weight = _row_and_weight(order, start, i, sample_weight)
         loss = t(0)
-        if code == OUT_SOFTMAX or code == OUT_LOGISTIC:
-            for j in range(n):
-                p = min(max(A[i, j], eps), one - eps)
-                loss -= _xlog_probability(Y[row, j], p)
-                if both_sides:
-                    loss -= _xlog_probability(one - Y[row, j], one - p)
-        elif code == OUT_EXP:
-            for j in range(n):
-                y = Y[row, j]
-                loss += _xlogy(y, y / A[i, j]) - y + A[i, j]
-        else:
-            for j in range(n):
-                diff = Y[row, j] - A[i, j]
-                loss += diff * diff
-            loss = t(0.5) * loss / t(n)
         for j in range(n):
-            D[i, j] = (A[i, j] - Y[row, j]) * weight
+            p = min(max(A[i, j], eps), one - eps)
+            loss -= _xlog_probability(Y[row, j], p)
+            if both_sides:
+                loss -= _xlog_probability(one - Y[row, j], one - p)
+        _deltas(A, Y, row, weight, D, i)
         total += weight * loss
     return total
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
+    """The Poisson deviance of exp outputs, summed over the outputs."""
+    t = A.dtype.type
+    total = t(0)
+    for i in range(rows):
+        row, weight = _row_and_weight(order, start, i, sample_weight)
+        loss = t(0)
+        for j in range(A.shape[1]):
+            y = Y[row, j]
+            loss += _xlogy(y, y / A[i, j]) - y + A[i, j]
+        _deltas(A, Y, row, weight, D, i)
+        total += weight * loss
+    return total
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def squared_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
+    """Half the squared error, averaged over the outputs."""
+    t = A.dtype.type
+    n = A.shape[1]
+    total = t(0)
+    for i in range(rows):
+        row, weight = _row_and_weight(order, start, i, sample_weight)
+        loss = t(0)
+        for j in range(n):
+            diff = Y[row, j] - A[i, j]
+            loss += diff * diff
+        _deltas(A, Y, row, weight, D, i)
+        total += weight * (t(0.5) * loss / t(n))
+    return total
+
+
+@njit(cache=True, error_model="numpy")
+def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
+    """The loss and output error of output activation ``code`` (see above): the
+    log-loss for softmax and logistic outputs, the Poisson deviance for exp outputs,
+    the squared error for identity outputs."""
+    if code == OUT_SOFTMAX or code == OUT_LOGISTIC:
+        both_sides = code == OUT_LOGISTIC or A.shape[1] == 1
+        return log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows)
+    if code == OUT_EXP:
+        return poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
+    return squared_loss_and_delta(A, Y, order, start, sample_weight, D, rows)

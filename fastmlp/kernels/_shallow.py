@@ -24,7 +24,20 @@ from fastmlp.kernels._layers import (
     _transpose,
     layer_offsets,
 )
-from fastmlp.kernels._math import FASTMATH, RELU, output_activate, output_loss_and_delta
+from fastmlp.kernels._math import (
+    FASTMATH,
+    OUT_EXP,
+    OUT_LOGISTIC,
+    OUT_SOFTMAX,
+    RELU,
+    exp_rows,
+    identity_rows,
+    log_loss_and_delta,
+    logistic_rows,
+    poisson_loss_and_delta,
+    softmax_rows,
+    squared_loss_and_delta,
+)
 
 SHALLOW_MAX_INPUTS = 4
 SHALLOW_MAX_OUTPUTS = 2
@@ -173,13 +186,16 @@ def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G
 
 
 @functools.cache
-def tile_gradient_shallow(n_in, n_out):
-    """``tile_gradient`` for a network :func:`is_shallow` accepts, with ``n_in`` inputs
-    and ``n_out`` outputs: same arguments, same results to rounding (``use_blas``,
-    ``hidden`` and ``scratch`` are not used).
+def tile_gradient_shallow(n_in, n_out, output_kind):
+    """``tile_gradient`` for a network :func:`is_shallow` accepts, with ``n_in`` inputs,
+    ``n_out`` outputs and the output activation of code ``output_kind``: same arguments,
+    same results to rounding (``use_blas``, ``hidden``, ``output`` and ``scratch`` are
+    not used).
 
-    The two counts are constants of the compiled code, so each pair is compiled on its
-    first use, and only then (Numba's disk cache keys a closure by the values it holds).
+    The counts and the code are constants of the compiled code, so each triple is
+    compiled on its first use, and only then (Numba's disk cache keys a closure by the
+    values it holds). Numba drops the branches of the other outputs before compiling:
+    their functions are not compiled (a first fit's compile: about 0.7 s less).
     """
 
     @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
@@ -204,11 +220,24 @@ def tile_gradient_shallow(n_in, n_out):
         Z = _block(work, z_off, tile, outputs)
         A = _block(work, a_off, tile, outputs)
         _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z)
-        output_activate(output, Z, A, rows)
+        if output_kind == OUT_SOFTMAX:  # (a comparison of constants: see above)
+            softmax_rows(Z, A, rows)
+        elif output_kind == OUT_LOGISTIC:
+            logistic_rows(Z, A, rows)
+        elif output_kind == OUT_EXP:
+            exp_rows(Z, A, rows)
+        else:
+            identity_rows(Z, A, rows)
         if not backward:
             return t(0)
         D = _block(work, d_off, tile, outputs)
-        loss = output_loss_and_delta(output, A, Y, order, start, sample_weight, D, rows)
+        if output_kind == OUT_SOFTMAX or output_kind == OUT_LOGISTIC:
+            both_sides = output_kind == OUT_LOGISTIC or n_out == 1
+            loss = log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows)
+        elif output_kind == OUT_EXP:
+            loss = poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
+        else:
+            loss = squared_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
         if last_phase == PHASE_FORWARD:
             return loss
 

@@ -214,42 +214,63 @@ def _adam_step(theta, grad, other, m, v, scale, alpha, step_size, beta_1, beta_2
             _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
 
 
+# The step is compiled per solver: a first fit compiles the one it runs (SGD's step
+# took a third of a second of an Adam fit's compile). Both take the same arguments, so
+# that the loops calling them by address are compiled once for either.
+@njit(cache=True, error_model="numpy", inline="always")
+def _penalty(theta, n_coef_params, alpha, weight_sum):
+    """The penalty of the loss, ``0.5 * alpha * ||W||^2 / n``."""
+    return theta.dtype.type(0.5) * alpha * _squared_norm(theta[:n_coef_params]) / weight_sum
+
+
 @njit(cache=True, error_model="numpy")
-def finish_and_step(
-    theta, grad, other, n_coef_params, alpha, weight_sum, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+def sgd_finish_and_step(
+    theta, grad, other, n_coef_params, alpha, weight_sum, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
-    """scikit-learn's gradient normalisation and one optimizer step.
+    """scikit-learn's gradient normalisation and one SGD step (``state_1`` velocities;
+    Nesterov or not); ``state_2`` and Adam's settings are not used.
 
     Per parameter: ``g = (sum + alpha * w) / n`` (no alpha for intercepts), with ``sum``
-    ``grad`` or, given a second gradient ``other`` (empty for none), ``grad + other``;
-    then SGD (``state_1`` velocities; Nesterov or not) or Adam (``state_1``/``state_2``
-    moments, ``step_size`` the bias-corrected rate), fused in one pass per region.
-    Returns the penalty of the loss, ``0.5 * alpha * ||W||^2 / n``, from the weights
-    before the step.
+    ``grad`` or, given a second gradient ``other`` (empty for none), ``grad + other``,
+    and the step fused in the same pass. Returns the penalty of the loss,
+    ``0.5 * alpha * ||W||^2 / n``, from the weights before the step.
     """
-    t = theta.dtype.type
-    coefs = slice(0, n_coef_params)
-    intercepts = slice(n_coef_params, theta.shape[0])
-    penalty = t(0.5) * alpha * _squared_norm(theta[coefs]) / weight_sum
-    for region, region_alpha in ((coefs, alpha), (intercepts, t(0))):
-        if solver == SGD:
-            _sgd_step(theta[region], grad[region], other[region], state_1[region], weight_sum,
-                      region_alpha, learning_rate, momentum, nesterov)
-        else:
-            _adam_step(theta[region], grad[region], other[region], state_1[region],
-                       state_2[region], weight_sum, region_alpha, step_size, beta_1, beta_2,
-                       epsilon)
+    penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
+    for lo, hi, region_alpha in ((0, n_coef_params, alpha),
+                                 (n_coef_params, theta.shape[0], theta.dtype.type(0))):
+        _sgd_step(theta[lo:hi], grad[lo:hi], other[lo:hi], state_1[lo:hi], weight_sum,
+                  region_alpha, learning_rate, momentum, nesterov)
     return penalty
 
 
+@njit(cache=True, error_model="numpy")
+def adam_finish_and_step(
+    theta, grad, other, n_coef_params, alpha, weight_sum, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+):
+    """As :func:`sgd_finish_and_step`, with one Adam step (``state_1``/``state_2``
+    moments, ``step_size`` the bias-corrected rate); ``learning_rate``, ``momentum``
+    and ``nesterov`` are not used."""
+    penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
+    for lo, hi, region_alpha in ((0, n_coef_params, alpha),
+                                 (n_coef_params, theta.shape[0], theta.dtype.type(0))):
+        _adam_step(theta[lo:hi], grad[lo:hi], other[lo:hi], state_1[lo:hi], state_2[lo:hi],
+                   weight_sum, region_alpha, step_size, beta_1, beta_2, epsilon)
+    return penalty
+
+
+#: The step of each solver code.
+FINISH_AND_STEP = {SGD: sgd_finish_and_step, ADAM: adam_finish_and_step}
+
+
 def finish_and_step_signature(dtype):
-    """The one signature :func:`finish_and_step` is compiled for in ``dtype``."""
+    """The one signature each step of ``FINISH_AND_STEP`` is compiled for in ``dtype``."""
     real = from_dtype(np.dtype(dtype))
     vector, int64 = real[::1], types.int64
     return real(
         vector, vector, vector, int64, real, real,  # theta, grad, other, n_coef_params, ...
-        int64, vector, vector, real, real, types.boolean,  # solver, state_1, ..., nesterov
+        vector, vector, real, real, types.boolean,  # state_1, state_2, ..., nesterov
         real, real, real, real,  # beta_1, beta_2, epsilon, step_size
     )
 
@@ -268,18 +289,19 @@ def _other_gradient(grads, lo, hi):
 
 @njit(cache=True, error_model="numpy")
 def _sum_and_step(
-    step_kernel, part, n_parts, theta, grads, n_coef_params, alpha, weight_sum, solver,
-    state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+    step_kernel, part, n_parts, theta, grads, n_coef_params, alpha, weight_sum, state_1,
+    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
 ):
-    """The chunks' gradients ``grads`` summed in chunk order, and :func:`finish_and_step`
-    (``step_kernel``, by address), on slice ``part`` of ``n_parts`` of the parameters (0
-    of 1: all); returns the slice's share of the penalty."""
+    """The chunks' gradients ``grads`` summed in chunk order, and the solver's step
+    (``step_kernel``: one of ``FINISH_AND_STEP``, by address), on slice ``part`` of
+    ``n_parts`` of the parameters (0 of 1: all); returns the slice's share of the
+    penalty."""
     lo, hi = _chunk_bounds(0, theta.shape[0], n_parts, part)
     n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
     return step_kernel(
         theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, alpha,
-        weight_sum, solver, state_1[lo:hi], state_2[lo:hi], learning_rate, momentum,
-        nesterov, beta_1, beta_2, epsilon, step_size,
+        weight_sum, state_1[lo:hi], state_2[lo:hi], learning_rate, momentum, nesterov,
+        beta_1, beta_2, epsilon, step_size,
     )
 
 
@@ -348,8 +370,8 @@ def train_epochs_serial(
             )
             penalty = _sum_and_step(
                 step_kernel, whole - 1, whole, theta, grads, int_off[0], alpha, weight_sum,
-                solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2,
-                epsilon, step_size,
+                state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+                step_size,
             )
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         epoch_losses[epoch] = accumulated / n
@@ -427,8 +449,8 @@ def _member_epochs(
             for part in range(first_part, last_part):
                 penalty = _sum_and_step(
                     step_kernel, part, n_parts, own_theta, batch_grads, int_off[0], alpha,
-                    weight_sum, solver, own_state_1, own_state_2, learning_rate, momentum,
-                    nesterov, beta_1, beta_2, epsilon, step_size,
+                    weight_sum, own_state_1, own_state_2, learning_rate, momentum, nesterov,
+                    beta_1, beta_2, epsilon, step_size,
                 )
                 if not replicated:
                     chunk_losses[penalties + part] = penalty
