@@ -697,7 +697,7 @@ def test_warmup_compiles_and_runs():
     from fastmlp.kernels import _training
 
     fastmlp.warmup(dtypes=("float64",))
-    compiled = [_training.train_epochs_serial]
+    compiled = [_training.train_epochs_serial, *_training.FINISH_AND_STEP.values()]
     if config.NUMBA_NUM_THREADS >= 2:
         compiled += [_training.train_epochs_parallel]
     for kernel in compiled if not config.DISABLE_JIT else []:

@@ -474,7 +474,8 @@ def warmup(dtypes=("float64", "float32")):
     size or activation, so no shapes are needed: this pays the whole compile cost up
     front. Call it once at start-up, before timing anything. The one exception is the
     fused kernel for one hidden ReLU layer on few inputs (``_shallow.py``), compiled for
-    each count of inputs and outputs when a network of that shape first runs.
+    each count of inputs and outputs, and each output activation, when a network of
+    that kind first runs.
     """
     from numba import config
 
@@ -491,7 +492,9 @@ def warmup(dtypes=("float64", "float32")):
             loss_and_gradients(
                 network.coefs, network.intercepts, X, Y, "relu", "softmax", 0.0, None, n_threads
             )
-            trainer = Trainer(network, "relu", "softmax", batch_size=n_rows, n_threads=n_threads)
-            Xc, Yc, no_weights = trainer.prepare(X, Y)
-            trainer.run_epochs(Xc, Yc, no_weights, np.arange(n_rows, dtype=np.int64), 1e-3)
+            for solver in ("sgd", "adam"):  # each solver's step
+                trainer = Trainer(network, "relu", "softmax", solver=solver, batch_size=n_rows,
+                                  n_threads=n_threads)
+                Xc, Yc, no_weights = trainer.prepare(X, Y)
+                trainer.run_epochs(Xc, Yc, no_weights, np.arange(n_rows, dtype=np.int64), 1e-3)
         predict(network, X, "relu", "softmax")
