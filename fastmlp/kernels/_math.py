@@ -451,24 +451,33 @@ def _deltas(A, Y, row, weight, D, i):
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+def binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
+    """The clipped log-loss of a single probability output and its complement: one row
+    a lane, a loop LLVM vectorizes."""
+    t = A.dtype.type
+    one = t(1)
+    eps = np.finfo(A.dtype).eps
+    total = t(0)
+    for i in range(rows):
+        row, weight = _row_and_weight(order, start, i, sample_weight)
+        a, y = A[i, 0], Y[row, 0]
+        p = min(max(a, eps), one - eps)
+        loss = _xlog_probability(y, p) + _xlog_probability(one - y, one - p)
+        D[i, 0] = (a - y) * weight
+        total -= weight * loss
+    return total
+
+
+@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
     """The clipped log-loss of softmax outputs, or with ``both_sides`` (logistic
-    outputs, or a single output) that of each output and its complement."""
+    outputs) that of each output and its complement; two or more outputs."""
     t = A.dtype.type
     one = t(1)
     n = A.shape[1]
     eps = np.finfo(A.dtype).eps
     total = t(0)
-    if both_sides and n == 1:  # one row a lane: a loop LLVM vectorizes
-        for i in range(rows):
-            row, weight = _row_and_weight(order, start, i, sample_weight)
-            a, y = A[i, 0], Y[row, 0]
-            p = min(max(a, eps), one - eps)
-            loss = _xlog_probability(y, p) + _xlog_probability(one - y, one - p)
-            D[i, 0] = (a - y) * weight
-            total -= weight * loss
-        return total
-    if not both_sides and n == 2:  # likewise, two classes
+    if not both_sides and n == 2:  # as above: two classes, straight-line
         for i in range(rows):
             row, weight = _row_and_weight(order, start, i, sample_weight)
             a0, a1, y0, y1 = A[i, 0], A[i, 1], Y[row, 0], Y[row, 1]
@@ -528,8 +537,10 @@ def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
     """The loss and output error of output activation ``code`` (see above): the
     log-loss for softmax and logistic outputs, the Poisson deviance for exp outputs,
     the squared error for identity outputs."""
+    if (code == OUT_SOFTMAX or code == OUT_LOGISTIC) and A.shape[1] == 1:
+        return binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
     if code == OUT_SOFTMAX or code == OUT_LOGISTIC:
-        both_sides = code == OUT_LOGISTIC or A.shape[1] == 1
+        both_sides = code == OUT_LOGISTIC
         return log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows)
     if code == OUT_EXP:
         return poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
