@@ -232,8 +232,8 @@ def _tile_kernel(dtype, shallow_kind):
 def _tile_kernel_for(network, hidden, output):
     units = network.units
     shallow = _shallow.is_shallow(units, hidden)
-    shape = (int(units[0]), int(units[2]), int(output)) if shallow else None
-    return _tile_kernel(network.dtype, shape)
+    kind = (int(units[0]), int(units[2]), int(output)) if shallow else None
+    return _tile_kernel(network.dtype, kind)
 
 
 @functools.cache

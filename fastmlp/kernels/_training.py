@@ -215,7 +215,7 @@ def _adam_step(theta, grad, other, m, v, scale, alpha, step_size, beta_1, beta_2
 
 
 # The step is compiled per solver: a first fit compiles the one it runs (SGD's step
-# took a third of a second of an Adam fit's compile). Both take the same arguments, so
+# took half a second of an Adam fit's compile). Both take the same arguments, so
 # that the loops calling them by address are compiled once for either.
 @njit(cache=True, error_model="numpy", inline="always")
 def _penalty(theta, n_coef_params, alpha, weight_sum):
