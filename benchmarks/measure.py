@@ -22,6 +22,12 @@ import numpy as np
 from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Unavailable, load
 
 SETTLE_SECONDS = 0.15
+#: Each timed measurement runs units of work for at least this long and reports their
+#: mean, for every implementation alike. The slow states of these machines come and go
+#: within a second: a 0.2 s epoch often fits between two, a 2 s fit of scikit-learn's
+#: seldom does, and a ratio of the two would credit the shorter unit with the machine's
+#: good moments (W4: 2.3x in one run whose rounds' fast moments gave 1.8x).
+MIN_TIMED_SECONDS = 1.0
 #: The untimed work before each timed unit lasts at least this long: one short unit (a
 #: 0.1 ms epoch) is not enough to wake a thread pool fully on these machines, nor were
 #: 50 ms after the pause above (in one run, W5's engine epochs: 27 ms, while its 5-epoch
@@ -66,6 +72,22 @@ class Timing:
         return float(max(self.seconds))
 
 
+def speedup(baseline, ours):
+    """How many times faster ``ours`` ran than ``baseline`` (two :class:`Timing` of one
+    run): the median over rounds of the two's ratio in the same round.
+
+    Each round times every implementation within seconds of the others, but these
+    machines switch for tens of seconds at a time into a state where everything runs
+    about 1.6 times slower (two cores' work, not one's). A ratio of the two medians mixes
+    states: a baseline whose median round fell in the slow state makes fastmlp look up
+    to 1.5 times faster than it is. Ratios taken round by round compare like with like.
+    A baseline with fewer rounds (the notebook loop) is paired with the first rounds.
+    """
+    n = min(len(baseline.seconds), len(ours.seconds))
+    ratios = np.asarray(baseline.seconds[:n]) / np.asarray(ours.seconds[:n])
+    return float(np.median(ratios))
+
+
 def _timed(run):
     start = time.perf_counter()
     run()
@@ -80,16 +102,30 @@ def warm_up(run):
         run()
 
 
-def _timed_after_warmup(runner, slow=False):
-    """Seconds per unit of work, timed after a warm-up (unless ``slow``: a baseline
-    taking a second a unit needs no warming)."""
+def _timed_units(runner, min_seconds):
+    """Seconds per unit of work, the mean of as many runs as last ``min_seconds`` (one
+    at least)."""
+    runs = 0
+    start = time.perf_counter()
+    while True:
+        runner.run()
+        runs += 1
+        elapsed = time.perf_counter() - start
+        if elapsed >= min_seconds:
+            return elapsed / (runs * runner.units_per_run)
+
+
+def _timed_after_warmup(runner, min_seconds, slow=False):
+    """Seconds per unit of work (see :func:`_timed_units`), timed after a warm-up
+    (unless ``slow``: a baseline taking a second a unit needs no warming)."""
     if not slow:
         warm_up(runner.run)
-    return _timed(runner.run) / runner.units_per_run
+    return _timed_units(runner, min_seconds)
 
 
 def _worker(connection):
-    """Serve ('setup', key, workload, impl, n_rows) and ('run', key) requests."""
+    """Serve ('setup', key, workload, impl, n_rows) and ('run', key, min_seconds)
+    requests."""
     runners = {}
     while True:
         request = connection.recv()
@@ -101,7 +137,8 @@ def _worker(connection):
                 runners[key] = IMPLEMENTATIONS[name](workload, load(workload, n_rows))
                 connection.send(("ok", None))
             else:
-                connection.send(("ok", _timed(runners[request[1]].run)))
+                _, key, min_seconds = request
+                connection.send(("ok", _timed_units(runners[key], min_seconds)))
         except Unavailable as reason:
             connection.send(("unavailable", str(reason)))
         except Exception as error:  # reported as a skip with the reason, never a hang
@@ -122,10 +159,10 @@ class IsolatedRunners:
         status, detail = self.connection.recv()
         if status != "ok":
             raise Unavailable(detail)
-        return lambda: self._run(key)
+        return lambda min_seconds: self._run(key, min_seconds)
 
-    def _run(self, key):
-        self.connection.send(("run", key))
+    def _run(self, key, min_seconds):
+        self.connection.send(("run", key, min_seconds))
         status, seconds = self.connection.recv()
         if status != "ok":
             raise RuntimeError(seconds)
@@ -136,12 +173,34 @@ class IsolatedRunners:
         self.process.join(timeout=30)
 
 
-def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
+#: Under this name, ``measure`` times the machine's matrix product in the rounds of the
+#: cases it is asked to (see :func:`gemm_runner`).
+MACHINE_GEMM = "machine GEMM"
+GEMM_SIZE = 2048
+
+
+def gemm_runner(dtype, size=GEMM_SIZE):
+    """A :class:`~benchmarks.workloads.Runner` of one ``size`` x ``size`` ``np.matmul``
+    in ``dtype`` (on NumPy's BLAS threads): the machine's GEMM rate, timed in each round
+    beside the implementations, so that the share of it an epoch reaches compares two
+    times of the same round."""
+    from benchmarks.workloads import Runner
+
+    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
+    out = np.empty_like(a)
+    return Runner(lambda: np.matmul(a, a, out=out), None, [])
+
+
+def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
+            gemm_cases=(), min_seconds=MIN_TIMED_SECONDS):
     """Time every implementation on every case, interleaved.
 
-    ``cases`` maps a label to a :class:`~benchmarks.workloads.Workload`. Returns
+    ``cases`` maps a label to a :class:`~benchmarks.workloads.Workload`. Each round
+    times each implementation once, over ``min_seconds`` of its units. Returns
     ``(timings, skipped)``: ``timings[label][implementation]`` is a :class:`Timing`,
-    ``skipped[label][implementation]`` the reason it could not run.
+    ``skipped[label][implementation]`` the reason it could not run. For the labels in
+    ``gemm_cases`` the machine's GEMM in the workload's dtype is timed too, in every
+    round, as ``timings[label][MACHINE_GEMM]`` (seconds per ``GEMM_SIZE`` product).
     """
     names = implementations or list(IMPLEMENTATIONS)
     isolated = None
@@ -149,6 +208,10 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
     for label, workload in cases.items():
         data = None
         skipped[label] = {}
+        if label in gemm_cases:
+            gemm = gemm_runner(np.dtype(workload.dtype))
+            timed_calls[(label, MACHINE_GEMM)] = (
+                lambda seconds, gemm=gemm: _timed_after_warmup(gemm, seconds))
         for name in names:
             try:
                 if name in ISOLATED:
@@ -159,8 +222,8 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
                 else:
                     data = data if data is not None else load(workload, n_rows)
                     runner = IMPLEMENTATIONS[name](workload, data)
-                    timed_calls[(label, name)] = lambda runner=runner, slow=(
-                        name == "notebook loop"): _timed_after_warmup(runner, slow)
+                    timed_calls[(label, name)] = lambda seconds, runner=runner, slow=(
+                        name == "notebook loop"): _timed_after_warmup(runner, seconds, slow)
             except Unavailable as reason:
                 skipped[label][name] = str(reason)
     timings = {label: {} for label in cases}
@@ -170,7 +233,7 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
                 # The notebook loop takes about a second a step: a few rounds suffice.
                 if name == "notebook loop" and round_index >= max(3, repeats // 5):
                     continue
-                seconds = timed_call()
+                seconds = timed_call(min_seconds)
                 timings[label].setdefault(name, Timing()).seconds.append(seconds)
                 time.sleep(SETTLE_SECONDS)
             if progress:
@@ -179,11 +242,3 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None):
         if isolated is not None:
             isolated.close()
     return timings, skipped
-
-
-def gemm_flops_per_second(dtype, size=2048, repeats=5):
-    """The machine's matrix-multiply rate: best of ``repeats`` ``np.matmul`` of size^2."""
-    a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
-    a @ a
-    best = min(_timed(lambda: a @ a) for _ in range(repeats))
-    return 2 * size**3 / best

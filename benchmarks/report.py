@@ -9,7 +9,15 @@ from pathlib import Path
 import numpy as np
 
 from benchmarks import targets
-from benchmarks.measure import SETTLE_SECONDS, WARMUP_SECONDS, measure
+from benchmarks.measure import (
+    GEMM_SIZE,
+    MACHINE_GEMM,
+    MIN_TIMED_SECONDS,
+    SETTLE_SECONDS,
+    WARMUP_SECONDS,
+    measure,
+    speedup,
+)
 from benchmarks.sweeps import run_sweeps
 from benchmarks.workloads import WORKLOADS
 
@@ -71,12 +79,12 @@ def plot_ratios(timings, path):
         for i, wid in enumerate(workloads):
             if baseline in timings[wid]:
                 xs.append(i + (k - (len(baselines) - 1) / 2) * width)
-                heights.append(timings[wid][baseline].median / timings[wid]["numba"].median)
+                heights.append(speedup(timings[wid][baseline], timings[wid]["numba"]))
         ax.bar(xs, heights, width=width, label=f"vs {baseline}")
     ax.axhline(1.0, color="k", linewidth=0.8)
     ax.set_yscale("log")
     ax.set_xticks(range(len(workloads)), workloads)
-    ax.set_ylabel("Numba engine speedup (median ratio, log)")
+    ax.set_ylabel("Numba engine speedup (median of round ratios, log)")
     ax.set_title("fastmlp: how many times faster the Numba engine runs each workload")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -118,7 +126,7 @@ def headline_table(timings):
         if "numba" not in by_name:
             continue
         numba = by_name["numba"].median
-        cells = [f"{by_name[b].median / numba:.1f}x" if b in by_name else "-"
+        cells = [f"{speedup(by_name[b], by_name['numba']):.1f}x" if b in by_name else "-"
                  for b in baselines]
         lines.append(f"| {wid} {WORKLOADS[wid].name} | {WORKLOADS[wid].unit} | "
                      f"{1e3 * numba:.3f} ms | " + " | ".join(cells) + " |")
@@ -140,12 +148,13 @@ def run(out_dir="reports", quick=False, log=print):
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     started = time.time()
-    repeats = 3 if quick else 15
+    repeats = 3 if quick else 10
     cases = {wid: WORKLOADS[wid] for wid in WORKLOADS}
     log(f"workloads: {', '.join(cases)} ({repeats} interleaved rounds)")
     timings, skipped = measure(cases, repeats,
-                               progress=lambda done, total: log(f"  round {done}/{total}"))
-    rows = targets.target_rows(timings, targets.gemm_rates(list(cases)))
+                               progress=lambda done, total: log(f"  round {done}/{total}"),
+                               gemm_cases=targets.gemm_cases(list(cases)))
+    rows = targets.target_rows(timings, targets.useful_flops_of(list(cases)))
     log("sweeps")
     sweeps = run_sweeps(quick, repeats=2 if quick else 5, progress=lambda n: log(f"  {n}"))
     log("compile times and memory (fresh processes)")
@@ -156,7 +165,7 @@ def run(out_dir="reports", quick=False, log=print):
         plot_sweep(name, sweep, out / f"scaling-{_slug(name)}.png")
 
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    mode = "quick (3 rounds)" if quick else "full (15 rounds)"
+    mode = f"{'quick' if quick else 'full'} ({repeats} rounds)"
     lines = [
         "# fastmlp benchmarks",
         "",
@@ -165,8 +174,14 @@ def run(out_dir="reports", quick=False, log=print):
         "",
         *machine_description(),
         "",
-        "Every figure is a median over interleaved rounds in this one run; each timed unit "
-        f"follows at least {WARMUP_SECONDS * 1e3:.0f} ms of untimed units of the same "
+        "Every time is a median over interleaved rounds in this one run, and every ratio "
+        "the median over the rounds of the two times of the same round (these machines "
+        "switch for tens of seconds at a time into a state where two cores' work runs "
+        "about 1.6 times slower: a ratio of two medians can compare rounds in different "
+        "states). Each time is the mean of as many units of work as run in "
+        f"{MIN_TIMED_SECONDS:.0f} s (one at least), for every implementation alike: a "
+        "short unit would often fit between two slow moments, a long one seldom does. They "
+        f"follow at least {WARMUP_SECONDS * 1e3:.0f} ms of untimed units of the same "
         "implementation (the steady state of a fit: on these virtual machines a thread pool "
         "left idle for a tenth of a second wakes slowly for a while), a pause of "
         f"{SETTLE_SECONDS * 1e3:.0f} ms after it lets its library's threads stop spinning "
@@ -190,7 +205,9 @@ def run(out_dir="reports", quick=False, log=print):
         "",
         "Medians with the min-max over the rounds, in milliseconds per unit (a gradient "
         "step for W1, an epoch otherwise). `fastmlp MLPClassifier` and `scikit-learn` are "
-        "timed per epoch over `fit` calls of 5 epochs each, input validation included.",
+        "timed per epoch over `fit` calls of 5 epochs each, input validation included. "
+        f"`{MACHINE_GEMM}` is one {GEMM_SIZE} x {GEMM_SIZE} `np.matmul` in the workload's "
+        "dtype, timed in every round: the rate the GEMM target compares W4's epoch with.",
         "",
         targets.format_timings(timings, skipped),
         "",
