@@ -1,8 +1,10 @@
 """Timing with interleaved repeats, shared by the target script and ``fastmlp bench``.
 
-Every implementation set up on a workload runs one unit of work per round; rounds are
-interleaved so that drift on a shared machine hits all alike. Each timed unit follows
-untimed ones of the same implementation (for at least ``WARMUP_SECONDS``), so it is
+Every implementation set up on a workload is timed once per round, over at least
+``MIN_TIMED_SECONDS`` of its units of work; rounds are interleaved so that drift on a
+shared machine hits all alike, and ratios pair the times of one round (:func:`speedup`).
+Each timing follows untimed units of the same implementation (for at least
+``WARMUP_SECONDS``, in its worker process too), so it is
 measured in the steady state of a fit (threads awake, caches warm) whatever ran before
 it; a pause after each lets that library's worker threads stop spinning before the next
 library runs. (On these virtual machines a thread pool left idle for a tenth of a second
@@ -88,12 +90,6 @@ def speedup(baseline, ours):
     return float(np.median(ratios))
 
 
-def _timed(run):
-    start = time.perf_counter()
-    run()
-    return time.perf_counter() - start
-
-
 def warm_up(run):
     """Run ``run`` untimed, at least once and for at least ``WARMUP_SECONDS``."""
     deadline = time.perf_counter() + WARMUP_SECONDS
@@ -138,7 +134,7 @@ def _worker(connection):
                 connection.send(("ok", None))
             else:
                 _, key, min_seconds = request
-                connection.send(("ok", _timed_units(runners[key], min_seconds)))
+                connection.send(("ok", _timed_after_warmup(runners[key], min_seconds)))
         except Unavailable as reason:
             connection.send(("unavailable", str(reason)))
         except Exception as error:  # reported as a skip with the reason, never a hang
