@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Unavailable, load
+from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Runner, Unavailable, load
 
 SETTLE_SECONDS = 0.15
 #: Each timed measurement runs units of work for at least this long and reports their
@@ -79,10 +79,11 @@ def speedup(baseline, ours):
     run): the median over rounds of the two's ratio in the same round.
 
     Each round times every implementation within seconds of the others, but these
-    machines switch for tens of seconds at a time into a state where everything runs
-    about 1.6 times slower (two cores' work, not one's). A ratio of the two medians mixes
-    states: a baseline whose median round fell in the slow state makes fastmlp look up
-    to 1.5 times faster than it is. Ratios taken round by round compare like with like.
+    machines fall, for seconds to minutes at a time, into a state where work that streams
+    memory or shares the cache runs up to 1.6 times slower (a matrix product does not
+    slow). A ratio of the two medians can pair rounds in different states: a baseline
+    whose median round fell in the slow state makes fastmlp look up to 1.6 times faster
+    than it is. Ratios taken round by round compare like with like.
     A baseline with fewer rounds (the notebook loop) is paired with the first rounds.
     """
     n = min(len(baseline.seconds), len(ours.seconds))
@@ -180,8 +181,6 @@ def gemm_runner(dtype, size=GEMM_SIZE):
     in ``dtype`` (on NumPy's BLAS threads): the machine's GEMM rate, timed in each round
     beside the implementations, so that the share of it an epoch reaches compares two
     times of the same round."""
-    from benchmarks.workloads import Runner
-
     a = np.random.default_rng(0).standard_normal((size, size)).astype(dtype)
     out = np.empty_like(a)
     return Runner(lambda: np.matmul(a, a, out=out), None, [])
