@@ -537,9 +537,9 @@ def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
     """The loss and output error of output activation ``code`` (see above): the
     log-loss for softmax and logistic outputs, the Poisson deviance for exp outputs,
     the squared error for identity outputs."""
-    if (code == OUT_SOFTMAX or code == OUT_LOGISTIC) and A.shape[1] == 1:
-        return binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
     if code == OUT_SOFTMAX or code == OUT_LOGISTIC:
+        if A.shape[1] == 1:
+            return binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
         both_sides = code == OUT_LOGISTIC
         return log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows)
     if code == OUT_EXP:

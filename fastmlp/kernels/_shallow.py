@@ -232,11 +232,13 @@ def tile_gradient_shallow(n_in, n_out, output_kind):
         if not backward:
             return t(0)
         D = _block(work, d_off, tile, outputs)
-        if (output_kind == OUT_SOFTMAX or output_kind == OUT_LOGISTIC) and n_out == 1:
-            loss = binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
-        elif output_kind == OUT_SOFTMAX or output_kind == OUT_LOGISTIC:
-            both_sides = output_kind == OUT_LOGISTIC
-            loss = log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows)
+        if output_kind == OUT_SOFTMAX or output_kind == OUT_LOGISTIC:
+            if n_out == 1:
+                loss = binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
+            else:
+                both_sides = output_kind == OUT_LOGISTIC
+                loss = log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D,
+                                          rows)
         elif output_kind == OUT_EXP:
             loss = poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows)
         else:
