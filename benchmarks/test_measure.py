@@ -36,19 +36,27 @@ def test_the_gemm_share_compares_an_epoch_with_the_gemm_of_its_round():
     assert rows["W4-float64 >= 2x scikit-learn"] == ("2.0x", True)
 
 
-def test_a_measurement_runs_units_for_its_whole_span():
+def test_a_measurement_runs_units_for_its_whole_span(monkeypatch):
     """Every implementation is timed over the same span (the mean of its units), so a
-    short unit is not timed in a moment a long one could not fit in."""
-    import time
+    short unit is not timed in a moment a long one could not fit in. The clock is a fake
+    one that each run moves on by 10 ms: nothing here depends on this machine's speed."""
+    from types import SimpleNamespace
 
-    from benchmarks.measure import _timed_units
+    from benchmarks import measure
     from benchmarks.workloads import Runner
 
+    clock = [0.0]
     runs = []
-    runner = Runner(lambda: (runs.append(1), time.sleep(0.01)), None, [], units_per_run=2)
-    seconds = _timed_units(runner, 0.05)
-    assert len(runs) >= 5
-    assert 0.005 <= seconds <= 0.01  # per unit: two units a run
+
+    def run():
+        runs.append(1)
+        clock[0] += 0.01
+
+    monkeypatch.setattr(measure, "time", SimpleNamespace(perf_counter=lambda: clock[0]))
+    runner = Runner(run, None, [], units_per_run=2)
+    seconds = measure._timed_units(runner, 0.05)
+    assert len(runs) == 5
+    assert seconds == pytest.approx(0.005, rel=1e-12)  # per unit: two units a run
     runs.clear()
-    _timed_units(runner, 0)
+    measure._timed_units(runner, 0)
     assert len(runs) == 1

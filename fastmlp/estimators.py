@@ -40,6 +40,7 @@ from sklearn.utils.validation import (
 from fastmlp import reference
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
 from fastmlp.activations import HIDDEN_ACTIVATIONS
+from fastmlp.kernels import TrainingInterrupted
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 #: Epochs run in one engine call take about this long, at most (one epoch may take more).
@@ -295,9 +296,13 @@ class _BaseMLP(BaseEstimator):
             while not stopped and self.n_iter_ < self.max_iter:
                 n_epochs = self._epochs_per_call(incremental, seconds_per_epoch)
                 started = time.perf_counter()
-                losses = solver.run_epochs(
-                    X_epoch, Y_epoch, sw_epoch, sample_idx, n_epochs, random_state
-                )
+                interrupted = None
+                try:
+                    losses = solver.run_epochs(
+                        X_epoch, Y_epoch, sw_epoch, sample_idx, n_epochs, random_state
+                    )
+                except TrainingInterrupted as caught:  # the epochs completed count
+                    interrupted, losses = caught, caught.losses.tolist()
                 seconds_per_epoch = (time.perf_counter() - started) / n_epochs
                 solver.seconds_per_row = seconds_per_epoch / n_samples
                 self.coefs_, self.intercepts_ = solver.coefs, solver.intercepts
@@ -309,6 +314,8 @@ class _BaseMLP(BaseEstimator):
                     )
                     if stopped:
                         break
+                if interrupted is not None:
+                    raise interrupted
         except KeyboardInterrupt:
             warnings.warn("Training interrupted by user.", stacklevel=4)
         finally:

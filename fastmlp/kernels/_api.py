@@ -30,8 +30,22 @@ BLAS_MIN_WEIGHTS = 32768
 #: Once a plan runs on BLAS (and so serially), layers from this size go to BLAS too: a
 #: 256 x 10 product takes BLAS a fifth of the loops' time.
 BLAS_MIN_WEIGHTS_IN_BLAS_PLAN = 1024
-#: Below this many rows per thread a parallel region costs more than it saves.
+#: A batch is split into this many chunks of rows, each worked into a gradient of its
+#: own, and the chunks' gradients are summed in chunk order. The split is the data's,
+#: never the threads': one thread works the chunks one after the other, two threads one
+#: each, and the weights are the same to the bit (so a seed gives the same model on any
+#: machine of the same CPU type and library versions, whatever its cores).
+CHUNKS = 2
+#: Below this many rows per chunk a batch is one chunk: a parallel region costs more
+#: than it saves.
 MIN_ROWS_PER_THREAD = 16
+#: Rows of X that ``loss_and_gradients`` and ``predict`` work per engine call: a call on
+#: millions of rows lasts well under Ctrl-C's half second, and the segments' gradients
+#: are summed in order (fixed by the data, like the chunks).
+SEGMENT_ROWS = 32768
+#: The time an engine call of training aims at, so that Ctrl-C is honoured within it.
+#: Only how the epochs are cut into calls depends on it, never the results.
+SECONDS_PER_CALL = 0.1
 #: Two threads with fewer parameters each step a copy of the weights of their own (no
 #: weights cross between cores); larger networks split the step between the threads.
 REPLICATED_STEP_MAX_PARAMS = 16384
@@ -130,29 +144,36 @@ class Plan:
     """How to run one network on batches of a given size."""
 
     use_blas: np.ndarray  # per layer: products on BLAS (True) or on the fused loops
-    parallel: bool  # one chunk of rows per thread in a prange, or one serial pass
-    n_chunks: int
+    n_chunks: int  # the batch's chunks (fixed by its rows)
     tile: int
-    n_threads: int
-    replicated_step: bool  # each thread steps its own copy of the weights (two threads)
+    n_threads: int  # the threads that work the chunks (at most one per chunk)
+    replicated_step: bool  # each thread steps its own copy of the weights (two chunks)
+
+    @property
+    def parallel(self):
+        """The chunks run on a team of threads in a parallel region (else on one)."""
+        return self.n_threads > 1
 
     @property
     def blas_in_threads(self):
-        """Each thread calls BLAS on its own rows (BLAS is held to one thread meanwhile)."""
-        return self.parallel and bool(self.use_blas.any())
+        """Each chunk's products call BLAS on the chunk's rows, with BLAS held to one
+        thread meanwhile, whether the chunks run on threads or one after the other:
+        OpenBLAS's threads would give a product other roundings than its single thread."""
+        return bool(self.use_blas.any())
 
 
 def plan(units, batch_rows, n_threads=None, hidden=None):
-    """Choose BLAS or loops per layer, serial or parallel, and the tile size.
+    """Choose BLAS or loops per layer, the batch's chunks, the threads and the tile size.
 
     Wide layers (at least ``BLAS_MIN_WEIGHTS`` weights) go to BLAS, and so do the plan's
-    mid-sized layers; the others run on the fused loops. The batch is split across
-    threads when each thread gets at least ``MIN_ROWS_PER_THREAD`` rows, each thread
-    calling single-threaded BLAS on its own rows (on small products BLAS's own threads
-    wait on each other, and the work between the products runs in parallel too).
-    The thresholds were measured on the workloads of ``benchmarks/workloads.py``.
-    Given the hidden activation's code, a network the fused kernel runs (``_shallow``),
-    which keeps no hidden layer in the workspace, gets larger tiles.
+    mid-sized layers; the others run on the fused loops. A batch of at least
+    ``CHUNKS * MIN_ROWS_PER_THREAD`` rows is split into ``CHUNKS`` chunks, whatever the
+    thread count; each thread that works a chunk calls single-threaded BLAS on its own
+    rows (on small products BLAS's own threads wait on each other, and the work between
+    the products runs in parallel too). The thresholds were measured on the workloads of
+    ``benchmarks/workloads.py``. Given the hidden activation's code, a network the fused
+    kernel runs (``_shallow``), which keeps no hidden layer in the workspace, gets larger
+    tiles.
     """
     n_threads = resolve_n_threads(n_threads)
     units = np.asarray(units)
@@ -160,15 +181,13 @@ def plan(units, batch_rows, n_threads=None, hidden=None):
     use_blas = (weights >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16)
     if use_blas.any():
         use_blas = weights >= BLAS_MIN_WEIGHTS_IN_BLAS_PLAN
-    # BLAS layers inside threads need BLAS held to one thread of its own, and OpenBLAS
-    # applies that limit only when it is set from the main thread: from other threads
-    # BLAS plans run serially, on BLAS's own threads.
-    parallel = bool(
-        n_threads > 1
-        and batch_rows >= MIN_ROWS_PER_THREAD * n_threads
-        and (not use_blas.any() or in_main_thread())
-    )
-    n_chunks = n_threads if parallel else 1
+    n_chunks = CHUNKS if batch_rows >= MIN_ROWS_PER_THREAD * CHUNKS else 1
+    # BLAS layers inside threads need BLAS held to one thread of its own, which OpenBLAS
+    # has been seen to honour only when set from the main thread: from other threads
+    # BLAS plans work their chunks on one thread (still with BLAS held to one thread).
+    threads = min(n_threads, n_chunks)
+    if use_blas.any() and not in_main_thread():
+        threads = 1
     rows_per_chunk = -(-batch_rows // n_chunks)
     if use_blas.any():
         tile_rows = BLAS_TILE_ROWS
@@ -179,8 +198,13 @@ def plan(units, batch_rows, n_threads=None, hidden=None):
     replicated_step = n_chunks == 2 and int(weights.sum() + units[1:].sum()) < (
         REPLICATED_STEP_MAX_PARAMS
     )
-    return Plan(use_blas, parallel, n_chunks, max(1, min(tile_rows, rows_per_chunk)), n_threads,
+    return Plan(use_blas, n_chunks, max(1, min(tile_rows, rows_per_chunk)), threads,
                 replicated_step)
+
+
+def _blas_scratch_size(network, run_plan):
+    blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
+    return max(1, int(blas_layers.max()))
 
 
 class Workspace:
@@ -188,18 +212,22 @@ class Workspace:
 
     A parallel plan's team (``_training.train_epochs_parallel``) also gets the place it
     meets (``sync``) and, where each thread steps weights of its own, those copies and
-    a second gradient buffer per chunk.
+    a second gradient buffer per chunk. ``tile`` and ``scratch_size`` make room for
+    other plans of the same chunks too (see :meth:`fits`): a trainer keeps one workspace
+    per chunk count, as large as its largest batch needs, whatever the batch sizes.
     """
 
-    def __init__(self, network, run_plan, n_states=0):
+    def __init__(self, network, run_plan, n_states=0, tile=0, scratch_size=0):
         dtype = network.dtype
         n_chunks, n_params = run_plan.n_chunks, network.n_params
-        size = _layers.workspace_size(network.units, run_plan.tile)
+        self.n_chunks, self.replicated = n_chunks, run_plan.replicated_step
+        self.tile = max(tile, run_plan.tile)
+        self.scratch_size = max(scratch_size, _blas_scratch_size(network, run_plan))
+        size = _layers.workspace_size(network.units, self.tile)
         self.works = per_thread_zeros(n_chunks, size, dtype)
         n_buffers = 2 if run_plan.replicated_step else 1
         self.grads = per_thread_zeros(n_buffers * n_chunks, n_params, dtype)
-        blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
-        self.scratch = per_thread_zeros(n_chunks, max(1, int(blas_layers.max())), dtype)
+        self.scratch = per_thread_zeros(n_chunks, self.scratch_size, dtype)
         # The chunks' losses (two sets, by batch parity) and their penalties.
         self.chunk_losses = aligned_zeros(3 * n_chunks, dtype)
         self.sync = aligned_zeros(_team.SYNC_SIZE, np.int64)
@@ -209,6 +237,17 @@ class Workspace:
             per_thread_zeros(n_copies, n_params if state < n_states else 0, dtype)
             for state in range(2)
         ]
+
+    def fits(self, network, run_plan):
+        """Whether ``run_plan`` can run in these buffers: the same chunks and step, a
+        tile and BLAS products no larger (a workspace row's layout is computed from the
+        plan's tile, so a longer row only leaves its end unused)."""
+        return (
+            run_plan.n_chunks == self.n_chunks
+            and run_plan.replicated_step == self.replicated
+            and run_plan.tile <= self.tile
+            and _blas_scratch_size(network, run_plan) <= self.scratch_size
+        )
 
     @property
     def gradient(self):
@@ -274,51 +313,100 @@ def _kernel_arrays(X, Y, sample_weight, dtype):
     return tuple(_kernel_array(values, dtype) for values in (X, Y, sample_weight))
 
 
+def _check_data(network, X, Y, sample_weight, order=None):
+    """Shapes and dtypes the kernels rely on, checked before any of them runs: they index
+    X, Y, sample_weight and order without bounds checks."""
+    units, dtype = network.units, network.dtype
+    for name, values, ndim in (("X", X, 2), ("Y", Y, 2), ("sample_weight", sample_weight, 1)):
+        if not isinstance(values, np.ndarray) or values.ndim != ndim or values.dtype != dtype:
+            raise ValueError(f"{name} must be a {ndim}-d {dtype} array for this network.")
+        if not values.flags.c_contiguous:
+            raise ValueError(f"{name} must be C-contiguous.")
+    if X.shape[1] != units[0]:
+        raise ValueError(f"X has {X.shape[1]} features, but the network takes {units[0]}.")
+    if Y.shape != (X.shape[0], units[-1]):
+        raise ValueError(
+            f"Y must have shape ({X.shape[0]}, {units[-1]}) for this X and network, "
+            f"got {Y.shape}."
+        )
+    if sample_weight.shape[0] not in (0, X.shape[0]):
+        raise ValueError(
+            f"sample_weight has {sample_weight.shape[0]} values for {X.shape[0]} rows."
+        )
+    if order is not None and order.shape[0] > 0:
+        if order.ndim != 1 or order.min() < 0 or order.max() >= X.shape[0]:
+            raise ValueError(f"order must hold row indices of X, in [0, {X.shape[0]}).")
+
+
+def _batch_gradient(run_plan):
+    if run_plan.parallel:
+        return _training.batch_gradient_parallel
+    return _training.batch_gradient_serial
+
+
 def loss_and_gradients(
     coefs, intercepts, X, Y, activation, output, alpha, sample_weight, n_threads=None
 ):
-    """The Numba engine's ``loss_and_gradients`` (inputs validated by the caller)."""
+    """The Numba engine's ``loss_and_gradients`` (inputs validated by the caller).
+
+    The rows are worked ``SEGMENT_ROWS`` at a time, one engine call each (so Ctrl-C is
+    honoured between them), each split into the plan's chunks; the segments' gradients
+    are summed in order."""
     network = FlatNetwork.from_arrays(coefs, intercepts)
     dtype = network.dtype
     X, Y, sample_weight = _kernel_arrays(X, Y, sample_weight, dtype)
+    _check_data(network, X, Y, sample_weight)
     n = X.shape[0]
     hidden, out = _codes(activation, output)
-    run_plan = plan(network.units, n, n_threads, hidden)
+    run_plan = plan(network.units, min(n, SEGMENT_ROWS), n_threads, hidden)
     work = Workspace(network, run_plan)
-    batch_gradient = (
-        _training.batch_gradient_parallel if run_plan.parallel else _training.batch_gradient_serial
-    )
+    batch_gradient = _batch_gradient(run_plan)
+    tile_kernel = _tile_kernel_for(network, hidden, out)
     order = np.arange(n, dtype=np.int64)
-    with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
-        data_loss = batch_gradient(
-            _tile_kernel_for(network, hidden, out), X, Y, sample_weight, order, 0, n,
-            network.theta, network.units, network.coef_off, network.int_off, run_plan.use_blas,
-            hidden, out, run_plan.tile, work.works, work.gradient, work.scratch,
-            work.chunk_losses, _layers.PHASE_BACKWARD,
-        )
     grad = work.grads[0, : network.n_params]  # (its row is padded)
+    total = grad if n <= SEGMENT_ROWS else np.zeros_like(grad)
+    data_loss = dtype.type(0)
+    with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
+        for start in range(0, n, SEGMENT_ROWS):
+            data_loss += batch_gradient(
+                tile_kernel, X, Y, sample_weight, order, start, min(start + SEGMENT_ROWS, n),
+                network.theta, network.units, network.coef_off, network.int_off,
+                run_plan.use_blas, hidden, out, run_plan.tile, work.works, work.gradient,
+                work.scratch, work.chunk_losses, _layers.PHASE_BACKWARD,
+            )
+            if total is not grad:
+                total += grad
     weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
     penalty = _training.finish_gradient(
-        grad, network.theta, network.int_off[0], dtype.type(alpha), weight_sum
+        total, network.theta, network.int_off[0], dtype.type(alpha), weight_sum
     )
     loss = data_loss / weight_sum + penalty
-    coef_grads = [g.copy() for g in network.coef_views(grad)]
-    intercept_grads = [g.copy() for g in network.intercept_views(grad)]
+    coef_grads = [g.copy() for g in network.coef_views(total)]
+    intercept_grads = [g.copy() for g in network.intercept_views(total)]
     return dtype.type(loss), coef_grads, intercept_grads
 
 
 def predict(network, X, activation, output):
-    """The network's output for every row of ``X`` (probabilities or predictions)."""
+    """The network's output for every row of ``X`` (probabilities or predictions), worked
+    ``SEGMENT_ROWS`` rows per engine call (so Ctrl-C is honoured between them)."""
     X = _kernel_array(X, network.dtype)
+    if X.ndim != 2 or X.shape[1] != network.units[0]:
+        raise ValueError(
+            f"X must be 2-d with {network.units[0]} features for this network, "
+            f"got shape {X.shape}."
+        )
     hidden, out_code = _codes(activation, output)
-    run_plan = plan(network.units, X.shape[0], 1, hidden)
+    run_plan = plan(network.units, min(X.shape[0], SEGMENT_ROWS), 1, hidden)
     tile = run_plan.tile
     work = np.empty(_layers.workspace_size(network.units, tile), dtype=network.dtype)
     out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
-    _layers.forward_rows(
-        _tile_kernel_for(network, hidden, out_code), X, network.theta, network.units,
-        network.coef_off, network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out,
-    )
+    tile_kernel = _tile_kernel_for(network, hidden, out_code)
+    for start in range(0, X.shape[0], SEGMENT_ROWS):
+        stop = min(start + SEGMENT_ROWS, X.shape[0])
+        _layers.forward_rows(
+            tile_kernel, X[start:stop], network.theta, network.units, network.coef_off,
+            network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out[start:stop],
+        )
     return out
 
 
@@ -330,6 +418,16 @@ def _team_size(run_plan, n_threads):
     1: one thread runs every chunk's work, to the same results."""
     together = n_threads >= run_plan.n_chunks and not config.DISABLE_JIT
     return run_plan.n_chunks if together else 1
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C during :meth:`Trainer.run_epochs`: ``losses`` holds the losses of the epochs
+    that were completed; the weights and optimizer state are those after the last batch
+    that ran (an epoch may have been left part-way, as scikit-learn's loop leaves it)."""
+
+    def __init__(self, losses):
+        super().__init__()
+        self.losses = losses
 
 
 class Trainer:
@@ -359,6 +457,10 @@ class Trainer:
         self.state_2 = aligned_zeros(network.n_params if solver == "adam" else 0, network.dtype)
         self.adam_step = 0
         self._plans = {}
+        self._workspaces = {}
+        # Until measured: a guess of a row's time (forward and backward, about 6 flops a
+        # parameter, at 10 GFLOP/s), so the first call on a long epoch is short too.
+        self.seconds_per_row = 6 * network.n_params / 1e10
         # One call at a time: a call's threads share its buffers and meeting place.
         self._running = threading.Lock()
 
@@ -368,6 +470,7 @@ class Trainer:
         state = dict(self.__dict__)
         del state["_running"]
         state["_plans"] = {}
+        state["_workspaces"] = {}
         return state
 
     def __setstate__(self, state):
@@ -383,16 +486,24 @@ class Trainer:
 
     def _plan_for(self, batch_rows):
         """The plan, its buffers and its thread choice (None where the count is not
-        fastmlp's to choose), made once per batch size."""
+        fastmlp's to choose), made once per batch size. The buffers are one workspace per
+        chunk count, grown to the largest plan that used it (memory stays bounded by the
+        largest batch, however many batch sizes are seen)."""
         key = (batch_rows, in_main_thread())  # see plan(): BLAS plans depend on the thread
         if key not in self._plans:
             run_plan = plan(self.network.units, batch_rows, self.n_threads, self.hidden)
             choice = None
             if run_plan.parallel and self.n_threads is None:
                 choice = ThreadChoice(run_plan.n_threads)
+            self._plans[key] = (run_plan, choice)
+        run_plan, choice = self._plans[key]
+        work = self._workspaces.get(run_plan.n_chunks)
+        if work is None or not work.fits(self.network, run_plan):
             n_states = 2 if self.solver == "adam" else 1
-            self._plans[key] = (run_plan, Workspace(self.network, run_plan, n_states), choice)
-        return self._plans[key]
+            tile, scratch = (0, 0) if work is None else (work.tile, work.scratch_size)
+            work = Workspace(self.network, run_plan, n_states, tile, scratch)
+            self._workspaces[run_plan.n_chunks] = work
+        return run_plan, work, choice
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
                    last_phase=_layers.PHASE_UPDATE, random_state=None):
@@ -406,13 +517,19 @@ class Trainer:
         code on an MT19937 generator (the usual one), by that call on any other.
         ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each batch early, for
         profiling; the weights then stay as they are.
+
+        Raises :class:`TrainingInterrupted` on Ctrl-C, which is honoured within about
+        ``SECONDS_PER_CALL``: long epochs run over several engine calls.
         """
+        _check_data(self.network, X, Y, sample_weight)
         if random_state is None:
             order = np.require(order, dtype=np.int64, requirements=("C", "W"))
+            _check_data(self.network, X, Y, sample_weight, order)
             return self._train(X, Y, sample_weight, order, _NO_SHUFFLE, learning_rate,
                                n_epochs, last_phase)
         if order.dtype != np.int64 or not order.flags.c_contiguous or not order.flags.writeable:
             raise ValueError("order must be a writable C-contiguous int64 array to shuffle.")
+        _check_data(self.network, X, Y, sample_weight, order)
         shuffle_state = _random.shuffle_state(random_state, order.shape[0])
         if shuffle_state is not None:
             with random_state._bit_generator.lock:  # as RandomState.shuffle holds it
@@ -421,46 +538,81 @@ class Trainer:
         losses = []
         for _ in range(n_epochs):
             random_state.shuffle(order)
-            losses.append(self._train(X, Y, sample_weight, order, _NO_SHUFFLE, learning_rate,
-                                      1, last_phase))
+            try:
+                losses.append(self._train(X, Y, sample_weight, order, _NO_SHUFFLE,
+                                          learning_rate, 1, last_phase))
+            except TrainingInterrupted as interrupted:
+                raise TrainingInterrupted(np.concatenate(losses + [interrupted.losses])) from None
         return np.concatenate(losses)
 
     def _train(self, X, Y, sample_weight, order, shuffle_state, learning_rate, n_epochs,
                last_phase):
+        """The epochs in engine calls of about ``SECONDS_PER_CALL``: whole epochs where
+        one is shorter, else parts of an epoch, a whole number of batches each. Where
+        the calls are cut depends on the measured speed; the results do not."""
         n = order.shape[0]
         if n == 0:
             raise ValueError("An epoch needs at least one row: order is empty.")
         batch_size = min(self.batch_size, n)
+        sums = np.zeros(n_epochs, dtype=np.float64)  # each epoch's loss times its rows
+        done, row = 0, 0  # epochs completed; rows of the next one done
+        try:
+            while done < n_epochs:
+                rows = self._rows_per_call(batch_size, n * (n_epochs - done))
+                if row == 0 and rows >= n:
+                    epochs = min(n_epochs - done, rows // n)
+                    self._call(X, Y, sample_weight, order, shuffle_state, learning_rate,
+                               batch_size, 0, n, sums[done : done + epochs], last_phase)
+                    done += epochs
+                else:
+                    stop = min(row + rows, n)
+                    self._call(X, Y, sample_weight, order, shuffle_state, learning_rate,
+                               batch_size, row, stop, sums[done : done + 1], last_phase)
+                    row = 0 if stop == n else stop
+                    done += stop == n
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(sums[:done] / n) from None
+        return sums / n
+
+    def _rows_per_call(self, batch_size, rows_left):
+        """Whole batches lasting about ``SECONDS_PER_CALL`` at the last measured speed
+        (one at least; at most what is left)."""
+        rows = min(SECONDS_PER_CALL / max(self.seconds_per_row, 1e-12), rows_left)
+        return max(batch_size, int(rows) // batch_size * batch_size)
+
+    def _call(self, X, Y, sample_weight, order, shuffle_state, learning_rate, batch_size,
+              first_row, stop_row, epoch_sums, last_phase):
+        """One engine call: ``len(epoch_sums)`` epochs over rows ``first_row`` to
+        ``stop_row`` of ``order`` (see ``_training._member_epochs``)."""
         run_plan, work, choice = self._plan_for(batch_size)
-        losses = np.zeros(n_epochs, dtype=np.float64)
         network = self.network
         t = network.dtype.type
         if last_phase != _layers.PHASE_UPDATE:  # profiling: one count, as asked
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
         solver = _training.SGD if self.solver == "sgd" else _training.ADAM
-        arguments = (
-            _tile_kernel_for(network, self.hidden, self.output),
-            _step_kernel(network.dtype, solver), X, Y, sample_weight, order, shuffle_state,
-            batch_size, n_epochs, network.theta, network.units, network.coef_off,
-            network.int_off, run_plan.use_blas, self.hidden, self.output, self.alpha,
-            run_plan.tile, work.works, work.grads, work.scratch, work.chunk_losses, solver,
-            self.state_1, self.state_2, t(learning_rate), self.momentum, self.nesterov,
-            self.beta_1, self.beta_2, self.epsilon, self.adam_step, losses, last_phase,
-        )
+        team_size = _team_size(run_plan, n_threads)
+        driver = _training.train_epochs_parallel if team_size > 1 else (
+            _training.train_epochs_alone)
         started = time.perf_counter()
         with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
-            if run_plan.parallel:
-                work.sync[:] = 0
-                self.adam_step = _training.train_epochs_parallel(
-                    _member_kernel(network.dtype), *arguments, work.theta_copies,
-                    *work.state_copies, _team_size(run_plan, n_threads), work.sync,
-                )
-            else:
-                self.adam_step = _training.train_epochs_serial(*arguments)
+            work.sync[:] = 0
+            self.adam_step = driver(
+                _member_kernel(network.dtype), _tile_kernel_for(network, self.hidden, self.output),
+                _step_kernel(network.dtype, solver), X, Y, sample_weight, order, shuffle_state,
+                batch_size, epoch_sums.shape[0], first_row, stop_row, network.theta,
+                network.units, network.coef_off, network.int_off, run_plan.use_blas,
+                self.hidden, self.output, self.alpha, run_plan.tile, work.works, work.grads,
+                work.scratch, work.chunk_losses, solver, self.state_1, self.state_2,
+                t(learning_rate), self.momentum, self.nesterov, self.beta_1, self.beta_2,
+                self.epsilon, self.adam_step, epoch_sums, last_phase, work.theta_copies,
+                *work.state_copies, team_size, work.sync,
+            )
+        rows = epoch_sums.shape[0] * (stop_row - first_row)
+        seconds_per_row = (time.perf_counter() - started) / rows
+        self.seconds_per_row = seconds_per_row
         if choice is not None:
-            choice.record(n_threads, (time.perf_counter() - started) / (n_epochs * n))
-        return losses
+            choice.record(n_threads, seconds_per_row)
 
     def prepare(self, X, Y, sample_weight=None):
         """X, Y and sample_weight as the kernels take them (empty weights for none)."""

@@ -6,13 +6,23 @@ fastmlp asks for a thread-safe one (TBB or OpenMP); where neither can be loaded,
 sections take a process-wide lock instead. ``tests/test_kernels.py`` calls the engine
 from four Python threads at once.
 
+GNU OpenMP cannot run a parallel region in a child forked from a process that has run
+one (Numba's OpenMP layer then kills the child: "fork() called from a process already
+using GNU OpenMP"), so such a child runs the engine on one thread, with no parallel
+region: the chunks and the order of every sum are the data's, so the weights are the
+same as in the parent. TBB's layer is fork-safe, and so is a child of a process that
+never ran a region.
+
 Plans whose threads call BLAS themselves hold BLAS to one thread of its own while they
 run (threadpoolctl), and give it back its thread count after.
 """
 
+import ctypes
+import functools
 import os
 import threading
 from contextlib import ExitStack, contextmanager
+from numbers import Integral
 
 import numba
 from numba import config
@@ -42,17 +52,39 @@ def _layer_is_thread_safe():
         return config.THREADING_LAYER in ("threadsafe", "tbb", "omp")
 
 
+_state = {"forked_after_openmp": False}
+
+
+def _after_fork_in_child():
+    try:
+        layer = numba.threading_layer()
+    except ValueError:  # the parent never ran a parallel region: the child may
+        return
+    if layer == "omp":
+        _state["forked_after_openmp"] = True
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def parallel_regions_allowed():
+    """False in a child forked after the parent ran OpenMP regions (see above)."""
+    return not _state["forked_after_openmp"]
+
+
 def in_main_thread():
     return threading.current_thread() is threading.main_thread()
 
 
 def resolve_n_threads(n_threads):
-    """The number of threads to use: all of Numba's by default, at most that many."""
-    available = config.NUMBA_NUM_THREADS
+    """The number of threads to use: all of Numba's by default, at most that many; one in
+    a child forked after OpenMP regions ran."""
+    available = config.NUMBA_NUM_THREADS if parallel_regions_allowed() else 1
     if n_threads is None:
         return available
-    if isinstance(n_threads, bool) or not isinstance(n_threads, int) or n_threads == 0:
+    if isinstance(n_threads, bool) or not isinstance(n_threads, Integral) or n_threads == 0:
         raise ValueError(f"n_threads must be a non-zero integer or None, got {n_threads!r}.")
+    n_threads = int(n_threads)
     if n_threads < 0:  # joblib's convention: -1 is all threads, -2 all but one, ...
         return max(1, available + 1 + n_threads)
     return min(n_threads, available)
@@ -83,23 +115,55 @@ def _unlimit_blas():
             _blas["limit"].restore_original_limits()
 
 
+@functools.cache
+def _thread_local_blas_setters():
+    """OpenBLAS's ``openblas_set_num_threads_local`` of each OpenBLAS loaded (0.3.27 and
+    later have it): a thread count for the calling thread alone. OpenBLAS ignores the
+    process-wide count when it is set from a thread other than the main one, and its
+    threads round a product otherwise than its single thread does."""
+    _limit_blas()  # finds the libraries
+    _unlimit_blas()
+    setters = []
+    for library in _blas["controller"].select(internal_api="openblas").lib_controllers:
+        setter = getattr(ctypes.CDLL(library.filepath), "openblas_set_num_threads_local", None)
+        if setter is not None:
+            setter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
+            setters.append(setter)
+    return tuple(setters)
+
+
+@contextmanager
+def _one_blas_thread_here():
+    """BLAS on one thread for the calling thread, restored after."""
+    setters = _thread_local_blas_setters()
+    previous = [setter(1) for setter in setters]
+    try:
+        yield
+    finally:
+        for setter, count in zip(setters, previous):
+            setter(count)
+
+
 @contextmanager
 def parallel_section(n_threads, blas_in_threads=False):
     """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after.
 
     With ``blas_in_threads`` every thread calls BLAS itself, so BLAS is held to one thread
     of its own meanwhile (the first section to start sets the limit, the last to end
-    lifts it).
+    lifts it; away from the main thread, the calling thread's own count too).
     """
     with ExitStack() as stack:
         if blas_in_threads:
             _limit_blas()
             stack.callback(_unlimit_blas)
-        previous = numba.get_num_threads()
-        numba.set_num_threads(n_threads)
-        stack.callback(numba.set_num_threads, previous)
-        if not _layer_is_thread_safe():
-            stack.enter_context(_PARALLEL_LOCK)
+            if not in_main_thread():
+                stack.enter_context(_one_blas_thread_here())
+        if parallel_regions_allowed():  # (else one thread, and no region runs: see above)
+            previous = numba.get_num_threads()
+            numba.set_num_threads(n_threads)
+            stack.callback(numba.set_num_threads, previous)
+            if not _layer_is_thread_safe():
+                stack.enter_context(_PARALLEL_LOCK)
         yield
 
 

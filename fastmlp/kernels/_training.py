@@ -2,9 +2,10 @@
 
 A batch is split into ``n_chunks`` contiguous row ranges; each chunk is worked tile by
 tile into its own gradient buffer, and the buffers are summed in chunk order. The split
-depends only on the batch and ``n_chunks``, never on scheduling or on how many threads
-run the chunks, so results are identical run to run for a given plan, and whether its
-parallel regions run on its threads or on one (``tests/test_kernels.py`` pins both).
+depends only on the batch and ``n_chunks`` (the plan's, fixed by the batch's rows),
+never on scheduling or on how many threads run the chunks, so results are identical to
+the bit for any thread count (``tests/test_engine_robustness.py`` and
+``tests/test_kernels.py`` pin it).
 
 Numba's on-disk cache key ignores the ``parallel`` flag, so the serial and parallel batch
 gradients are distinct functions rather than one function compiled twice.
@@ -52,12 +53,21 @@ def batch_gradient_serial(
     tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
     use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
-    """Unnormalised gradient of rows ``order[start:stop]`` into ``grads[0]``; one thread."""
-    chunk_losses[0] = _chunk_gradient(
-        tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-        use_blas, hidden, output, tile, works[0], grads[0], scratch[0], last_phase,
-    )
-    return chunk_losses[0]
+    """Unnormalised gradient of rows ``order[start:stop]`` into ``grads[0]``; one thread.
+
+    The batch is split into the same ``grads.shape[0]`` chunks as
+    :func:`batch_gradient_parallel` splits it, worked one after the other and summed in
+    the same order: the same result, to the bit, with no parallel region (as in a forked
+    child, where the threading layer may not be usable)."""
+    n_chunks = grads.shape[0]
+    for chunk in range(n_chunks):
+        lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
+        chunk_losses[chunk] = _chunk_gradient(
+            tile_kernel, X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off,
+            use_blas, hidden, output, tile, works[chunk], grads[chunk], scratch[chunk],
+            last_phase,
+        )
+    return _sum_chunks(grads, chunk_losses)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
@@ -65,9 +75,9 @@ def _chunk_gradients_parallel(
     tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
     use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
-    """One chunk of the batch per thread, each into its own ``grads[chunk]``, left unsummed;
-    returns the summed loss. BLAS layers call BLAS from each thread (limited to one thread
-    of its own by the caller, see ``fastmlp.kernels._threads``)."""
+    """One chunk of the batch per thread, each into its own ``grads[chunk]`` and
+    ``chunk_losses[chunk]``, left unsummed. BLAS layers call BLAS from each thread
+    (limited to one thread of its own by the caller, see ``fastmlp.kernels._threads``)."""
     n_chunks = grads.shape[0]
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
@@ -76,9 +86,15 @@ def _chunk_gradients_parallel(
             use_blas, hidden, output, tile, works[chunk], grads[chunk], scratch[chunk],
             last_phase,
         )
+
+
+@njit(cache=True, error_model="numpy")
+def _sum_chunks(grads, chunk_losses):
+    """The chunks' gradients summed into ``grads[0]``, and their losses, in chunk order."""
     loss = chunk_losses[0]
-    for chunk in range(1, n_chunks):
+    for chunk in range(1, grads.shape[0]):
         loss += chunk_losses[chunk]
+        _add_to(grads[0], grads[chunk], 0, grads.shape[1])
     return loss
 
 
@@ -88,14 +104,11 @@ def batch_gradient_parallel(
     use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order."""
-    loss = _chunk_gradients_parallel(
+    _chunk_gradients_parallel(
         tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
         use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
     )
-    total = grads[0]
-    for chunk in range(1, grads.shape[0]):
-        _add_to(total, grads[chunk], 0, total.shape[0])
-    return loss
+    return _sum_chunks(grads, chunk_losses)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -324,70 +337,32 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
     return weight_sum, step_size, adam_step
 
 
-# The two drivers below differ only in how a batch's gradient and step run: one whole-
-# epoch loop each, so that a serial plan never compiles (or caches) a parallel region.
+# The epochs of a call run in one member kernel (``_member_epochs``), by a team of
+# threads in a parallel region (``train_epochs_parallel``) or by the calling thread alone
+# (``train_epochs_alone``, which never compiles or enters a parallel region). The chunks
+# of a batch, and the order their gradients and losses are summed in, are the plan's,
+# fixed by the batch's rows: the weights are the same to the bit for any thread count.
 # Each batch's share of scikit-learn's epoch loss is its loss times its length;
 # profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw
 # data loss.
 @njit(cache=True, error_model="numpy")
-def train_epochs_serial(
-    tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
-    n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works,
-    grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum,
-    nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
-):
-    """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``,
-    shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
-    generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty.
-
-    Each batch: forward, backward (``tile_kernel``), scikit-learn's normalisation and one
-    optimizer step (``step_kernel``; ``solver`` SGD: ``state_1`` velocities; Adam:
-    ``state_1``/``state_2`` moments and ``adam_step`` the number of steps taken before).
-    ``epoch_losses[e]`` receives scikit-learn's epoch loss: the batch losses weighted by
-    batch length, over the rows. Returns the Adam step count after the last batch.
-    ``last_phase`` below ``PHASE_UPDATE`` runs only part of each batch, for
-    ``fastmlp profile``.
-    """
-    n = order.shape[0]
-    whole = grads.shape[0]  # one part: slice 0 of 1 (a variable: see _member_epochs)
-    for epoch in range(n_epochs):
-        if shuffle_state.shape[0] > 0:
-            shuffle(order, shuffle_state)
-        accumulated = 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
-            data_loss = batch_gradient_serial(
-                tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off,
-                int_off, use_blas, hidden, output, tile, works, grads, scratch, chunk_losses,
-                last_phase,
-            )
-            if last_phase < PHASE_UPDATE:
-                accumulated += float(data_loss)
-                continue
-            weight_sum, step_size, adam_step = _batch_scale(
-                sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
-                adam_step,
-            )
-            penalty = _sum_and_step(
-                step_kernel, whole - 1, whole, theta, grads, int_off[0], alpha, weight_sum,
-                state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-                step_size,
-            )
-            accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
-        epoch_losses[epoch] = accumulated / n
-    return adam_step
-
-
-@njit(cache=True, error_model="numpy")
 def _member_epochs(
     member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
-    shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas, hidden,
-    output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses,
-    last_phase, theta_copies, state_1_copies, state_2_copies,
+    shuffle_state, batch_size, n_epochs, first_row, stop_row, theta, units, coef_off,
+    int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
+    solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+    adam_step, epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
 ):
     """The work of team member ``member`` (see :func:`train_epochs_parallel`): after the
-    handshake, that of members ``lo`` to ``hi - 1`` (all of them, alone), or none."""
+    handshake, that of members ``lo`` to ``hi - 1`` (all of them, alone), or none.
+
+    Each epoch runs the batches that start at rows ``first_row`` (a multiple of
+    ``batch_size``) to ``stop_row`` of ``order``: ``0`` and ``len(order)`` for whole
+    epochs; a part of one epoch (``n_epochs`` 1) lets a long epoch run over several
+    calls, so that Ctrl-C is honoured between them. The order is shuffled only before
+    an epoch's first row. ``epoch_losses[e]`` gets the epoch's batch losses times their
+    lengths added to what it held (the caller divides by the rows once an epoch is whole).
+    """
     n_chunks = works.shape[0]
     lo, hi, team_size = join(sync, member, team_size, n_chunks)
     if hi == 0:
@@ -413,15 +388,14 @@ def _member_epochs(
             own_state_2[p] = state_2[p]
     passed = 0
     batch = 0
-    n = order.shape[0]
     for epoch in range(n_epochs):
-        if shuffle_state.shape[0] > 0:
+        if shuffle_state.shape[0] > 0 and first_row == 0:
             if lo == 0:  # the others have read the last order before the last barrier
                 shuffle(order, shuffle_state)
             passed = barrier(sync, team_size, passed)
-        accumulated = 0.0
-        for start in range(0, n, batch_size):
-            stop = min(start + batch_size, n)
+        accumulated = epoch_losses[epoch]
+        for start in range(first_row, stop_row, batch_size):
+            stop = min(start + batch_size, order.shape[0])
             buffer = (batch % n_buffers) * n_chunks
             losses = (batch % 2) * n_chunks  # read after the barrier, while others go on
             batch += 1
@@ -461,7 +435,7 @@ def _member_epochs(
                     penalty += chunk_losses[penalties + part]
             accumulated += float(data_loss / weight_sum + penalty) * (stop - start)
         if lo == 0:
-            epoch_losses[epoch] = accumulated / n
+            epoch_losses[epoch] = accumulated
     if lo == 0:
         sync[RESULT] = adam_step
     return adam_step
@@ -480,6 +454,7 @@ def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
     return int64(
         int64, int64, indices, tile_kernel_type, step_kernel_type,  # member, ..., kernels
         data(2), data(2), data(1), indices, types.uint32[::1], int64, int64,  # X, ..., n_epochs
+        int64, int64,  # first_row, stop_row
         vector, indices, indices, indices, types.boolean[::1], int64, int64,  # theta, ..., output
         real, int64, matrix, matrix, matrix, vector,  # alpha, tile, works, ..., chunk_losses
         int64, vector, vector, real, real, types.boolean,  # solver, ..., nesterov
@@ -488,17 +463,44 @@ def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
     )
 
 
+@njit(cache=True, error_model="numpy")
+def train_epochs_alone(
+    member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state,
+    batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas,
+    hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
+    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+    epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies, team_size, sync,
+):
+    """:func:`train_epochs_parallel` on the calling thread alone: every member's work, in
+    member order, with no parallel region; the same results, to the bit."""
+    return member_kernel(
+        0, 1, sync, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state,
+        batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas,
+        hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
+        state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+        epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
+    )
+
+
 @njit(cache=True, error_model="numpy", parallel=True)
 def train_epochs_parallel(
-    member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state, batch_size,
-    n_epochs, theta, units, coef_off, int_off, use_blas, hidden, output, alpha, tile, works,
-    grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate, momentum,
-    nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase, theta_copies,
-    state_1_copies, state_2_copies, team_size, sync,
+    member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state,
+    batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas,
+    hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
+    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
+    epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies, team_size, sync,
 ):
-    """As :func:`train_epochs_serial`, each batch split in ``works.shape[0]`` chunks, one
-    per member of a team of threads that stays in one parallel region for the whole call
-    (``fastmlp.kernels._team``), meeting at a barrier once the chunks' gradients are in.
+    """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``,
+    shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
+    generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty;
+    the rows of each epoch as :func:`_member_epochs` says.
+
+    Each batch: forward, backward (``tile_kernel``), scikit-learn's normalisation and one
+    optimizer step (``step_kernel``; ``solver`` SGD: ``state_1`` velocities; Adam:
+    ``state_1``/``state_2`` moments and ``adam_step`` the number of steps taken before).
+    Each batch is split in ``works.shape[0]`` chunks, one per member of a team of threads
+    that stays in one parallel region for the whole call (``fastmlp.kernels._team``),
+    meeting at a barrier once the chunks' gradients are in.
 
     The step then runs one of two ways. With ``theta_copies`` (one copy per member after
     the first, and as many of ``state_1``/``state_2``), every member steps weights of its
@@ -513,14 +515,16 @@ def train_epochs_parallel(
     batch parity, and their penalties. Returns the Adam step count after the last batch.
     ``member_kernel`` is :func:`_member_epochs`, passed by address
     (``fastmlp.kernels._calls``): inside a parallel region Numba would compile a direct
-    callee's code three times over.
+    callee's code three times over. ``last_phase`` below ``PHASE_UPDATE`` runs only part
+    of each batch, for ``fastmlp profile``.
     """
     for member in prange(works.shape[0]):
         member_kernel(
             member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
-            shuffle_state, batch_size, n_epochs, theta, units, coef_off, int_off, use_blas,
-            hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
-            state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
-            epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
+            shuffle_state, batch_size, n_epochs, first_row, stop_row, theta, units, coef_off,
+            int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch,
+            chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
+            beta_2, epsilon, adam_step, epoch_losses, last_phase, theta_copies,
+            state_1_copies, state_2_copies,
         )
     return sync[RESULT]
