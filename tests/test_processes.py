@@ -1,0 +1,170 @@
+"""fastmlp in other processes and under signals: a forked child after a threaded fit,
+scikit-learn's grid search on each joblib backend, and Ctrl-C in the middle of an epoch.
+
+Each case runs in a process of its own, so that what it does to the process (a fork,
+a signal, a pool of workers) cannot reach the test runner. The subprocess timeouts only
+stop a hang from stalling the suite; nothing here depends on how fast anything runs.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+HANG = 900  # seconds: far beyond any of these runs, even on a loaded machine
+
+
+def run_python(code, **kwargs):
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=HANG, **kwargs)
+
+
+FIT = """
+import hashlib, json, os, warnings
+import numpy as np
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+import fastmlp
+
+X, y = make_classification(800, 16, n_classes=3, n_informative=8, random_state=0)
+
+def fitted_digest(n_threads, **params):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model = fastmlp.MLPClassifier((64, 32), max_iter=8, random_state=0,
+                                      n_threads=n_threads, **params).fit(X, y)
+    weights = np.concatenate([c.ravel() for c in model.coefs_ + model.intercepts_])
+    return hashlib.sha256(weights.tobytes()).hexdigest()
+"""
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_fits_the_parents_model():
+    """GNU OpenMP cannot run in a child forked after the parent ran its threads (Numba
+    then kills the child); the child runs the engine on one thread instead, and the
+    chunks and sums being the data's, it gets the parent's weights to the bit."""
+    done = run_python(FIT + textwrap.dedent("""
+    parent = fitted_digest(2)  # threads ran in this process
+    parent_lbfgs = fitted_digest(2, solver="lbfgs")
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        message = fitted_digest(2) + " " + fitted_digest(None, solver="lbfgs")
+        os.write(write, message.encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 1000).decode()
+    _, status = os.waitpid(pid, 0)
+    print(json.dumps({"status": status, "child": child, "parent": parent + " " + parent_lbfgs}))
+    """))
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["status"] == 0, done.stderr
+    assert result["child"] == result["parent"]
+
+
+GRID_SEARCH = FIT + """
+import sys
+import joblib
+from sklearn.model_selection import GridSearchCV
+
+fitted_digest(2)  # the parent's threads have run before the workers start
+grid = {"alpha": [1e-4, 1e-2], "hidden_layer_sizes": [(16,), (32, 8)]}
+
+def scores(n_jobs):
+    search = GridSearchCV(fastmlp.MLPClassifier(max_iter=5, random_state=0), grid, cv=2,
+                          n_jobs=n_jobs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    return search.cv_results_["mean_test_score"].tolist()
+
+with joblib.parallel_backend(sys.argv[1]):
+    parallel = scores(2)
+print(json.dumps({"parallel": parallel, "serial": scores(1)}))
+"""
+
+
+@pytest.mark.parametrize("backend", ["loky", "multiprocessing", "threading"])
+def test_grid_search_runs_on_every_joblib_backend(backend):
+    """Two jobs, after threaded fits in the parent: the multiprocessing backend forks
+    it. Every backend gives the scores of one job."""
+    done = subprocess.run(
+        [sys.executable, "-c", GRID_SEARCH, backend], cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, capture_output=True, text=True,
+        timeout=HANG,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.splitlines()[-1])
+    assert result["parallel"] == result["serial"]
+
+
+INTERRUPTED = """
+import json, sys, warnings
+import numpy as np
+import fastmlp
+from fastmlp.kernels import _api
+
+rng = np.random.default_rng(0)
+X = rng.standard_normal((1_000_000, 40))
+y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int)
+# A small fit first, so that the fit below compiles nothing.
+fastmlp.MLPClassifier((256,), max_iter=1, random_state=0).fit(X[:500], y[:500])
+
+call = _api.Trainer._call
+def announced(self, *args, **kwargs):
+    if not announced.done:  # the engine is running: the parent may send Ctrl-C
+        announced.done = True
+        print("training", flush=True)
+    return call(self, *args, **kwargs)
+announced.done = False
+_api.Trainer._call = announced
+
+model = fastmlp.MLPClassifier((256,), max_iter=50, random_state=0)
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model.fit(X, y)
+engine = model._optimizer.coefs
+print(json.dumps({
+    "warnings": [str(w.message) for w in caught],
+    "n_iter": model.n_iter_,
+    "curve": len(model.loss_curve_),
+    "weights_are_the_engines": all(np.array_equal(a, b) for a, b in zip(model.coefs_, engine)),
+    "finite": bool(all(np.isfinite(c).all() for c in model.coefs_)),
+    "predicts": len(model.predict(X[:10])),
+}), flush=True)
+"""
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_ctrl_c_in_a_long_epoch_stops_the_fit_there():
+    """A real SIGINT once the engine runs, in the first of epochs of a million rows (5000
+    batches): the engine returns within its current call (at most about 0.1 s of
+    batches), and the estimator keeps what was done, as scikit-learn's does: no epoch
+    completed, so ``n_iter_`` 0 and an empty loss curve, with the weights of the
+    batches that ran, and scikit-learn's warning."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", INTERRUPTED], cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT)}, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "training", child.stderr.read()
+        child.send_signal(signal.SIGINT)
+        out, err = child.communicate(timeout=HANG)
+    finally:
+        child.kill()
+    assert child.returncode == 0, err
+    result = json.loads(out.splitlines()[-1])
+    assert result["warnings"] == ["Training interrupted by user."]
+    assert result["n_iter"] == result["curve"] == 0
+    assert result["weights_are_the_engines"] and result["finite"]
+    assert result["predicts"] == 10
