@@ -3,7 +3,19 @@ the forward pass, each on the NumPy reference (``"numpy"``) or the Numba engine.
 
 The learning-rate schedules and stopping rules live in ``fastmlp.optim`` and act between
 epochs, the same for both engines; only the per-batch work differs.
+
+Every array is checked against the network's shapes here, before an engine reads it: the
+compiled kernels index rows by the network's sizes and trust them.
+
+Where scikit-learn's arithmetic mixes dtypes, so does fastmlp's. Its weights keep their
+dtype (updated in place), but NumPy promotes everything computed from them: float32
+weights with float64 inputs (X, or a regressor's y) give float64 activations or output
+errors, gradients and optimizer state (moments, velocities), which then stay float64 for
+later calls. The Numba kernels run one dtype throughout, so those fits take the
+promoting path below, scikit-learn's loop with NumPy's promotions, on either backend.
 """
+
+import copy
 
 import numpy as np
 
@@ -23,11 +35,81 @@ def make_schedule(params, solver, settings):
     )
 
 
+def network_units(coefs, intercepts):
+    """The layer sizes of a network (inputs first), after checking that its layers chain."""
+    if len(coefs) == 0 or len(coefs) != len(intercepts):
+        raise ValueError(
+            f"The network has {len(coefs)} coefficient matrices and {len(intercepts)} "
+            "intercept vectors: it needs one of each per layer, at least one layer."
+        )
+    units = [coefs[0].shape[0]]
+    for i, (coef, intercept) in enumerate(zip(coefs, intercepts)):
+        if coef.ndim != 2 or coef.shape[0] != units[-1]:
+            raise ValueError(
+                f"coefs_[{i}] has shape {coef.shape}, but layer {i} has {units[-1]} inputs."
+            )
+        if intercept.shape != (coef.shape[1],):
+            raise ValueError(
+                f"intercepts_[{i}] has shape {intercept.shape}, but coefs_[{i}] has shape "
+                f"{coef.shape}: expected ({coef.shape[1]},)."
+            )
+        units.append(coef.shape[1])
+    return units
+
+
+def check_data_shapes(units, X, Y=None, sample_weight=None):
+    """X (n, units[0]), Y (n, units[-1]) and sample_weight (n,), or a ValueError."""
+    if X.ndim != 2 or X.shape[1] != units[0]:
+        raise ValueError(
+            f"X has shape {X.shape}, but the network takes {units[0]} features per row."
+        )
+    if Y is not None and Y.shape != (X.shape[0], units[-1]):
+        raise ValueError(
+            f"y has shape {Y.shape}, but the network has {units[-1]} output(s) for "
+            f"{X.shape[0]} rows: expected ({X.shape[0]}, {units[-1]})."
+        )
+    if sample_weight is not None and sample_weight.shape != (X.shape[0],):
+        raise ValueError(
+            f"sample_weight has shape {sample_weight.shape}, expected ({X.shape[0]},)."
+        )
+
+
+def check_batch_weights(sample_weight, order, batch_size):
+    """scikit-learn's error for a batch whose weights sum to zero (``np.average``'s in its
+    loss), raised before the epoch over ``order`` runs rather than part-way through it."""
+    starts = np.arange(0, order.shape[0], batch_size)
+    sums = np.add.reduceat(sample_weight[order].astype(np.float64), starts)
+    if np.any(sums == 0):
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+
+
+def promoting_loss_and_gradients(coefs, intercepts, X, Y, activation, output, alpha,
+                                 sample_weight):
+    """scikit-learn's ``_backprop``, each operation in the dtype NumPy gives it: float32
+    weights with float64 X or Y give float64 errors and gradients, and a float64 loss."""
+    pre_activations, activations = reference.forward(coefs, intercepts, X, activation, output)
+    data_loss = reference.loss(activations[-1], Y, output, sample_weight)
+    n = X.shape[0] if sample_weight is None else sample_weight.sum()
+    squared_norm = sum(np.dot(c.ravel(), c.ravel()) for c in coefs)
+    loss = data_loss + (0.5 * alpha) * squared_norm / n
+    deltas = reference.backward(coefs, pre_activations, activations, Y, activation,
+                                sample_weight)
+    coef_grads = [
+        (activations[i].T @ deltas[i] + alpha * coefs[i]) / n for i in range(len(coefs))
+    ]
+    intercept_grads = [deltas[i].sum(axis=0) / n for i in range(len(coefs))]
+    return loss, coef_grads + intercept_grads
+
+
 class StochasticSolver:
     """Optimizer state that persists across ``partial_fit`` calls, and the epoch runner.
 
     ``coefs`` and ``intercepts`` are the solver's own arrays, updated in place by each
     epoch; :meth:`set_weights` loads the estimator's current weights into them.
+    :meth:`prepare` checks a call's data against the network and chooses its path: the
+    backend's, or the promoting one where the call mixes dtypes (see the module's
+    docstring). ``schedule`` is the optimizer object whose learning rate the estimator's
+    per-epoch rules read and change.
     """
 
     def __init__(self, backend, coefs, intercepts, activation, output, solver, settings,
@@ -36,40 +118,94 @@ class StochasticSolver:
         self.solver, self.settings = solver, settings
         self.seconds_per_row = np.inf  # an epoch's time per row, once measured
         self.activation, self.output = activation, output
-        self.alpha, self.batch_size = alpha, batch_size
+        self.alpha, self.batch_size, self.n_threads = alpha, batch_size, n_threads
+        self.units = network_units(coefs, intercepts)
+        self.promoting = False  # whether the current call takes the promoting path
+        self._promoted = None  # that path's optimizer (float64 state), once taken
+        self._weights_may_vanish = False  # whether a batch's weights can sum to zero
         if backend == "numba":
-            from fastmlp.kernels import FlatNetwork, Trainer
+            from fastmlp.kernels import FlatNetwork
 
             self.network = FlatNetwork.from_arrays(coefs, intercepts)
-            self.trainer = Trainer(
-                self.network, activation, output, solver=solver, alpha=alpha,
-                batch_size=batch_size, momentum=settings["momentum"],
-                nesterov=settings["nesterovs_momentum"], beta_1=settings["beta_1"],
-                beta_2=settings["beta_2"], epsilon=settings["epsilon"], n_threads=n_threads,
-            )
-            self.schedule = make_schedule([], solver, settings)
+            self.trainer = self._new_trainer()
+            self._schedule = make_schedule([], solver, settings)
             self.coefs, self.intercepts = self.network.coefs, self.network.intercepts
         else:
             self.coefs = [c.copy() for c in coefs]
             self.intercepts = [b.copy() for b in intercepts]
-            self.schedule = make_schedule(self.coefs + self.intercepts, solver, settings)
+            self._schedule = make_schedule(self.coefs + self.intercepts, solver, settings)
+
+    def _new_trainer(self):
+        from fastmlp.kernels import Trainer
+
+        settings = self.settings
+        return Trainer(
+            self.network, self.activation, self.output, solver=self.solver, alpha=self.alpha,
+            batch_size=self.batch_size, momentum=settings["momentum"],
+            nesterov=settings["nesterovs_momentum"], beta_1=settings["beta_1"],
+            beta_2=settings["beta_2"], epsilon=settings["epsilon"], n_threads=self.n_threads,
+        )
 
     def __setstate__(self, state):
         self.__dict__.update(state)
         if self.backend == "numba":  # pickling made the views copies: views again
             self.coefs, self.intercepts = self.network.coefs, self.network.intercepts
 
+    @property
+    def schedule(self):
+        return self._schedule if self._promoted is None else self._promoted
+
     def restart(self):
         """The optimizer state of a new solver (moments, velocities, step count and
         learning rate), in the buffers this one has."""
+        self._promoted = None
         if self.backend == "numba":
             self.trainer.reset()
-            self.schedule = make_schedule([], self.solver, self.settings)
+            self._schedule = make_schedule([], self.solver, self.settings)
         else:
-            self.schedule = make_schedule(self.coefs + self.intercepts, self.solver,
-                                          self.settings)
+            self._schedule = make_schedule(self.coefs + self.intercepts, self.solver,
+                                           self.settings)
+
+    def update_settings(self, activation, alpha, n_threads):
+        """The settings scikit-learn reads afresh at each ``partial_fit`` (its optimizer,
+        with the learning rate, momentum and moments, persists)."""
+        if (activation, alpha, n_threads) == (self.activation, self.alpha, self.n_threads):
+            return
+        self.activation, self.alpha, self.n_threads = activation, alpha, n_threads
+        if self.backend == "numba":
+            old, self.trainer = self.trainer, self._new_trainer()
+            self.trainer.state_1[:] = old.state_1
+            self.trainer.state_2[:] = old.state_2
+            self.trainer.adam_step = old.adam_step
+
+    def save_state(self):
+        """Everything a call may change, for :meth:`restore_state` to put back."""
+        state = {
+            "attributes": dict(self.__dict__),
+            "optimizers": copy.deepcopy((self._schedule, self._promoted)),
+        }
+        if self.backend == "numba":
+            trainer = self.trainer
+            state["trainer"] = (trainer, trainer.state_1.copy(), trainer.state_2.copy(),
+                                trainer.adam_step)
+        return state
+
+    def restore_state(self, state):
+        self.__dict__.clear()
+        self.__dict__.update(state["attributes"])
+        self._schedule, self._promoted = state["optimizers"]
+        if self.backend == "numba":
+            trainer, state_1, state_2, adam_step = state["trainer"]
+            trainer.state_1[:] = state_1
+            trainer.state_2[:] = state_2
+            trainer.adam_step = adam_step
 
     def set_weights(self, coefs, intercepts):
+        if network_units(coefs, intercepts) != self.units:
+            raise ValueError(
+                f"The weights are of a network of layer sizes {network_units(coefs, intercepts)}"
+                f", but this solver trains one of {self.units}."
+            )
         for target, source in zip(self.coefs + self.intercepts, coefs + intercepts):
             if target is not source:
                 target[...] = source
@@ -79,9 +215,47 @@ class StochasticSolver:
         if self.backend == "numba":
             self.trainer.batch_size = batch_size
 
+    def _promote(self):
+        """The optimizer state in float64, as scikit-learn's becomes at its first step on
+        float64 gradients (each value exactly the float32 one)."""
+        templates = [np.zeros(p.shape) for p in self.coefs + self.intercepts]
+        promoted = make_schedule(templates, self.solver, self.settings)
+        promoted.learning_rate = self._schedule.learning_rate
+        if self.backend == "numba":
+            network, trainer = self.network, self.trainer
+            firsts = network.coef_views(trainer.state_1) + network.intercept_views(
+                trainer.state_1)
+            if self.solver == "adam":
+                seconds = network.coef_views(trainer.state_2) + network.intercept_views(
+                    trainer.state_2)
+                steps = trainer.adam_step
+        elif self.solver == "sgd":
+            firsts = self._schedule.velocities
+        else:
+            firsts, seconds, steps = self._schedule.ms, self._schedule.vs, self._schedule.t
+        if self.solver == "sgd":
+            for velocity, value in zip(promoted.velocities, firsts):
+                velocity[...] = value
+        else:
+            for m, v, m_value, v_value in zip(promoted.ms, promoted.vs, firsts, seconds):
+                m[...] = m_value
+                v[...] = v_value
+            promoted.t = steps
+        self._promoted = promoted
+
     def prepare(self, X, Y, sample_weight):
-        """The epoch's data in the weights' dtype (C-contiguous for the kernels)."""
+        """The epoch's data as this call's path takes it, after checking its shapes:
+        the weights' dtype (C-contiguous for the kernels), or, on the promoting path,
+        the dtypes scikit-learn computes with."""
+        check_data_shapes(self.units, X, Y, sample_weight)
+        self._weights_may_vanish = sample_weight is not None and not np.all(sample_weight > 0)
         dtype = self.coefs[0].dtype
+        state_dtype = dtype if self._promoted is None else np.dtype(np.float64)
+        self.promoting = np.result_type(dtype, X.dtype, Y.dtype, state_dtype) != dtype
+        if self.promoting:
+            if self._promoted is None:
+                self._promote()
+            return X, Y, sample_weight
         X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         if sample_weight is not None:
@@ -93,8 +267,23 @@ class StochasticSolver:
     def run_epochs(self, X, Y, sample_weight, order, n_epochs, random_state):
         """``n_epochs`` epochs, each over the rows ``order``, which ``random_state`` (None:
         no shuffling) shuffles in place before each, as scikit-learn does; returns
-        scikit-learn's loss of each epoch. The Numba engine runs them in one call."""
-        if self.backend == "numba":
+        scikit-learn's loss of each epoch. The Numba engine runs them in one call.
+
+        Where some sample weight is not positive, a batch's weights may sum to zero:
+        then the epochs run one at a time, each batch's sum checked first.
+        """
+        if not self._weights_may_vanish:
+            return self._run(X, Y, sample_weight, order, n_epochs, random_state)
+        losses = []
+        for _ in range(n_epochs):
+            if random_state is not None:
+                random_state.shuffle(order)
+            check_batch_weights(sample_weight, order, self.batch_size)
+            losses.extend(self._run(X, Y, sample_weight, order, 1, None))
+        return losses
+
+    def _run(self, X, Y, sample_weight, order, n_epochs, random_state):
+        if self.backend == "numba" and not self.promoting:
             return self.trainer.run_epochs(
                 X, Y, sample_weight, order, self.schedule.learning_rate, n_epochs,
                 random_state=random_state,
@@ -103,15 +292,34 @@ class StochasticSolver:
         for _ in range(n_epochs):
             if random_state is not None:
                 random_state.shuffle(order)
+            if self.promoting:
+                losses.append(float(self._promoting_epoch(X, Y, sample_weight, order)))
+                continue
             losses.append(float(reference.train_epoch(
                 self.coefs, self.intercepts, X, Y, order, self.batch_size, self.schedule,
                 self.activation, self.output, self.alpha, sample_weight,
             )))
         return losses
 
+    def _promoting_epoch(self, X, Y, sample_weight, order):
+        """scikit-learn's epoch: its batches, losses and updates, in its dtypes."""
+        params = self.coefs + self.intercepts
+        accumulated = 0.0
+        for start in range(0, order.shape[0], self.batch_size):
+            rows = order[start : start + self.batch_size]
+            weights = None if sample_weight is None else sample_weight[rows]
+            loss, grads = promoting_loss_and_gradients(
+                self.coefs, self.intercepts, X[rows], Y[rows], self.activation, self.output,
+                self.alpha, weights,
+            )
+            accumulated += loss * len(rows)
+            self._promoted.update(params, grads)
+        return accumulated / order.shape[0]
+
 
 def forward(backend, coefs, intercepts, X, activation, output):
     """The network's output for each row of dense X, in the dtype of X and the weights."""
+    check_data_shapes(network_units(coefs, intercepts), X)
     dtype = np.result_type(X.dtype, coefs[0].dtype)
     if backend == "numba":
         from fastmlp import kernels
@@ -125,18 +333,30 @@ def forward(backend, coefs, intercepts, X, activation, output):
     return activations[-1]
 
 
-def lbfgs_objective(backend, units, dtype, X, Y, sample_weight, activation, output, alpha,
+def lbfgs_objective(backend, units, X, Y, sample_weight, activation, output, alpha,
                     n_threads):
-    """``packed -> (loss, gradient)`` in scikit-learn's ``_pack`` layout, for SciPy."""
+    """``packed -> (loss, gradient)`` in scikit-learn's ``_pack`` layout, for SciPy.
+
+    In float64 whatever the dtype of X, as scikit-learn's: SciPy's L-BFGS keeps its
+    vector in float64 and scikit-learn's ``_unpack`` makes the weights views of it. The
+    reference engine takes the weights in the dtype scikit-learn has them (that of X),
+    so their sum, the gradient's divisor, is rounded as scikit-learn's; the Numba
+    engine sums them in float64 (for float32 X: a relative 6e-8 from scikit-learn's).
+    """
     from fastmlp.kernels import FlatNetwork
 
+    check_data_shapes(units, X, Y, sample_weight)
+    if sample_weight is not None and sample_weight.sum() == 0:
+        raise ZeroDivisionError("Weights sum to zero, can't be normalized")
+    dtype = np.dtype(np.float64)
     layout = FlatNetwork(units, dtype)  # only its offsets, to unpack the vector
     X = np.ascontiguousarray(X, dtype=dtype)
     Y = np.ascontiguousarray(Y, dtype=dtype)
-    if sample_weight is not None:
-        sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
     if backend == "numba":
         from fastmlp import kernels
+
+        if sample_weight is not None:
+            sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
 
         def objective(packed):
             layout.theta[:] = packed

@@ -13,6 +13,7 @@ warnings and error messages as ``sklearn.neural_network`` (read alongside
 Sparse X is accepted and densified for the engines.
 """
 
+import contextlib
 import functools
 import time
 import warnings
@@ -37,7 +38,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from fastmlp import reference
+from fastmlp import _solvers, reference
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
 from fastmlp.activations import HIDDEN_ACTIVATIONS
 from fastmlp.kernels import TrainingInterrupted
@@ -106,8 +107,7 @@ class _BaseMLP(BaseEstimator):
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
         self._validate_params()
-        if self.n_threads == 0:
-            raise ValueError("n_threads must be a non-zero integer or None, got 0.")
+        self._n_threads()
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
             hidden_layer_sizes = [hidden_layer_sizes]
@@ -121,8 +121,10 @@ class _BaseMLP(BaseEstimator):
             sample_weight = _check_sample_weight(sample_weight, X)
         if y.ndim == 1:
             y = y.reshape((-1, 1))
+        layer_units = [X.shape[1]] + hidden_layer_sizes + [y.shape[1]]
+        if not first_pass:
+            layer_units = self._check_continued_network(layer_units)
         self.n_outputs_ = y.shape[1]
-        layer_units = [X.shape[1]] + hidden_layer_sizes + [self.n_outputs_]
         self._random_state = self._seeded_random_state()
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
@@ -141,6 +143,64 @@ class _BaseMLP(BaseEstimator):
                 " contain large values and need to be preprocessed."
             )
         return self
+
+    def _n_threads(self):
+        """``n_threads`` as the engine takes it: None or a Python int. Any integer type
+        passes the parameter check (NumPy's too); a bool, though Integral, does not."""
+        n_threads = self.n_threads
+        if n_threads is None:
+            return None
+        if isinstance(n_threads, bool) or n_threads == 0:
+            raise ValueError(f"n_threads must be a non-zero integer or None, got {n_threads!r}.")
+        return int(n_threads)
+
+    def _check_continued_network(self, layer_units):
+        """The layer sizes a warm start or ``partial_fit`` trains: the fitted network's,
+        checked against this call's data and parameters before anything runs.
+
+        scikit-learn goes on with the fitted weights whatever the call says. Where they
+        do not fit it, its arithmetic breaks part-way (or, for L-BFGS, reads the weights
+        in the new layout); fastmlp raises instead. A y of one column for a network of
+        several outputs is broadcast over them by scikit-learn's ``a - y`` and leaves
+        ``n_outputs_`` unequal to the network's: fastmlp raises there too. Hidden
+        layers of new widths, as many as before, are trained as fitted by the stochastic
+        solvers, as scikit-learn's are (it reads ``hidden_layer_sizes`` only to make a
+        network).
+        """
+        name = type(self).__name__
+        fitted = _solvers.network_units(self.coefs_, self.intercepts_)
+        if layer_units[0] != fitted[0]:
+            raise ValueError(
+                f"X has {layer_units[0]} features, but the network of this {name} takes "
+                f"{fitted[0]}."
+            )
+        if layer_units[-1] != fitted[-1]:
+            raise ValueError(
+                f"y has {layer_units[-1]} output(s), but this {name} was fitted with "
+                f"{fitted[-1]}: warm_start and partial_fit go on training the fitted network, "
+                "whose outputs cannot change. Fit a new one (warm_start=False) instead."
+            )
+        hidden, fitted_hidden = layer_units[1:-1], fitted[1:-1]
+        if hidden != fitted_hidden and (
+            self.solver == "lbfgs" or len(hidden) != len(fitted_hidden)
+        ):
+            raise ValueError(
+                f"hidden_layer_sizes is {tuple(hidden)}, but the fitted network's hidden "
+                f"layers have {tuple(fitted_hidden)} units: warm_start and partial_fit go on "
+                "training the fitted network"
+                + (", and L-BFGS needs its sizes" if self.solver == "lbfgs" else "")
+                + ". Fit a new one (warm_start=False) to change them."
+            )
+        if not is_classifier(self):
+            output = "exp" if self.loss == "poisson" else "identity"
+            if output != self.out_activation_:
+                raise ValueError(
+                    f"loss={self.loss!r} does not match the fitted network, whose output "
+                    f"activation is {self.out_activation_!r}: warm_start and partial_fit go "
+                    "on training the fitted network. Fit a new one (warm_start=False) to "
+                    "change the loss."
+                )
+        return fitted
 
     def _seeded_random_state(self):
         """``check_random_state(self.random_state)``: for an int seed, a RandomState in
@@ -262,15 +322,26 @@ class _BaseMLP(BaseEstimator):
 
         n_samples = X_train.shape[0]
         batch_size = self._batch_size(n_samples)
+        if not hasattr(self, "loss_curve_"):
+            # Fitted by L-BFGS, which keeps no loss curve: scikit-learn's loop fails on
+            # it after the first epoch; here before any.
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute 'loss_curve_'")
+        if early_stopping and self.validation_scores_ is None:
+            raise ValueError(
+                "early_stopping=True cannot go on from a fit without early stopping: it "
+                "kept no validation scores. Fit anew (warm_start=False) to stop early."
+            )
+        n_threads = self._n_threads()
         # A new fit starts a new optimizer, as scikit-learn's does; partial_fit goes on
-        # with the one it has. A new one for the same network and settings reuses the
-        # last one's buffers (made ready for the engine's threads once).
+        # with the one it has, and with this call's activation and alpha, which
+        # scikit-learn reads at each call. A new one for the same network and settings
+        # reuses the last one's buffers (made ready for the engine's threads once).
         if not (incremental and hasattr(self, "_optimizer")):
             settings = self._solver_settings()
             config = (
                 self.backend, [c.shape for c in self.coefs_], self.coefs_[0].dtype,
                 self.activation, self.out_activation_, self.solver, settings, self.alpha,
-                self.n_threads,
+                n_threads,
             )
             if getattr(self, "_optimizer_config", None) == config:
                 self._optimizer.restart()
@@ -278,9 +349,11 @@ class _BaseMLP(BaseEstimator):
                 self._optimizer = StochasticSolver(
                     self.backend, self.coefs_, self.intercepts_, self.activation,
                     self.out_activation_, self.solver, settings, self.alpha, batch_size,
-                    self.n_threads,
+                    n_threads,
                 )
                 self._optimizer_config = config
+        else:
+            self._optimizer.update_settings(self.activation, self.alpha, n_threads)
         solver = self._optimizer
         solver.set_weights(self.coefs_, self.intercepts_)
         solver.set_batch_size(batch_size)
@@ -439,10 +512,11 @@ class _BaseMLP(BaseEstimator):
                 self.best_loss_ = self.loss_curve_[-1]
 
     def _fit_lbfgs(self, X, y, sample_weight, layer_units):
-        dtype = self.coefs_[0].dtype
+        # In float64 whatever the dtype of X, as scikit-learn's (see lbfgs_objective):
+        # the fitted weights are float64, and so are predictions from them.
         objective, layout = lbfgs_objective(
-            self.backend, layer_units, dtype, X, y, sample_weight, self.activation,
-            self.out_activation_, self.alpha, self.n_threads,
+            self.backend, layer_units, X, y, sample_weight, self.activation,
+            self.out_activation_, self.alpha, self._n_threads(),
         )
         packed = np.hstack([a.ravel() for a in self.coefs_ + self.intercepts_])
         result = scipy.optimize.minimize(
@@ -496,7 +570,8 @@ class _BaseMLP(BaseEstimator):
         -------
         self : object
         """
-        return self._fit(X, y, sample_weight=sample_weight, incremental=False)
+        with _unchanged_on_failure(self):
+            return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def _check_solver(self):
         if self.solver not in _STOCHASTIC_SOLVERS:
@@ -606,13 +681,14 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         ``classes`` (all classes across calls) is required on the first call.
         """
-        if _first_partial_fit_call(self, classes):
-            self._label_binarizer = LabelBinarizer()
-            if type_of_target(y).startswith("multilabel"):
-                self._label_binarizer.fit(y)
-            else:
-                self._label_binarizer.fit(classes)
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        with _unchanged_on_failure(self):
+            if _first_partial_fit_call(self, classes):
+                self._label_binarizer = LabelBinarizer()
+                if type_of_target(y).startswith("multilabel"):
+                    self._label_binarizer.fit(y)
+                else:
+                    self._label_binarizer.fit(classes)
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
         """The log of ``predict_proba(X)``."""
@@ -676,10 +752,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         X, y = _validate_X_y(self, X, y, reset, y_numeric=True)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if self.loss == "poisson" and np.any(y < 0):
-            raise ValueError(
-                "Some value(s) of y are negative which is not allowed for Poisson regression."
-            )
+        # No check of y >= 0 for loss="poisson": scikit-learn's MLPRegressor has none,
+        # and trains on, its loss NaN (its gradient, exp(z) - y, stays finite).
         return X, y
 
     # scikit-learn's regressor checks the solver lazily here (its partial_fit with lbfgs
@@ -687,7 +761,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @available_if(lambda est: est._check_solver)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
-        return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+        with _unchanged_on_failure(self):
+            return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
 
 def _validate_X_y(estimator, X, y, reset, y_numeric=False):
@@ -719,6 +794,32 @@ def _validate_X_y(estimator, X, y, reset, y_numeric=False):
         estimator, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=y_numeric,
         dtype=(np.float64, np.float32), reset=reset,
     )
+
+
+@contextlib.contextmanager
+def _unchanged_on_failure(estimator):
+    """On any exception, the estimator as it was before: every attribute, the contents of
+    its lists (``loss_curve_`` and the like grow in place) and its solver's optimizer
+    state. A fit that fails or diverges part-way (scikit-learn's leaves the weights it
+    reached, NaN ones included) leaves nothing to poison the next call.
+
+    The weight arrays need no copy: fitting never writes into the estimator's arrays, it
+    trains the solver's own and hands out copies.
+    """
+    saved = dict(estimator.__dict__)
+    saved_lists = {name: list(value) for name, value in saved.items() if type(value) is list}
+    optimizer = saved.get("_optimizer")
+    optimizer_state = None if optimizer is None else optimizer.save_state()
+    try:
+        yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        for name, items in saved_lists.items():
+            saved[name][:] = items
+        if optimizer is not None:
+            optimizer.restore_state(optimizer_state)
+        raise
 
 
 @functools.cache

@@ -64,6 +64,11 @@ def _check_model(model):
         raise ValueError("model must be a dict with the notebook's keys 'W1' and 'W2'.") from None
     W1 = check_finite_array(W1, "model['W1']", np.float64, 2)
     W2 = check_finite_array(W2, "model['W2']", np.float64, 2)
+    if 0 in W1.shape or W2.shape[1] == 0:
+        raise ValueError(
+            f"model['W1'] has shape {W1.shape} and model['W2'] {W2.shape}: the network "
+            "needs at least one hidden unit and one class."
+        )
     if W1.shape[1] + 1 != W2.shape[0]:
         raise ValueError(
             f"model['W1'] has shape {W1.shape} and model['W2'] {W2.shape}: W2 needs "
@@ -187,7 +192,9 @@ def _trainer(W1_shape, W2_shape, labels):
     A step of the notebook's network takes 0.17 ms; a new trainer, its plan and buffers
     (made and first touched) cost as much again, and the targets a tenth. Each thread
     keeps its own, for the last shapes and labels it trained on, so calls from several
-    threads never share buffers.
+    threads never share buffers. The trainer comes with its optimizer state reset: a
+    notebook step has none (SGD without momentum still keeps a velocity, ``0 * v -
+    lr * g``, and one left NaN by an overflowing call would make every later step NaN).
     """
     from fastmlp.kernels import FlatNetwork, Trainer
 
@@ -203,6 +210,7 @@ def _trainer(W1_shape, W2_shape, labels):
     if _trainers.labels is None or not np.array_equal(_trainers.labels, labels):
         _trainers.targets = _one_hot(labels, W2_shape[1])
         _trainers.labels = labels.copy()
+    _trainers.trainer.reset()
     return _trainers.trainer, _trainers.targets, _trainers.order
 
 
@@ -220,7 +228,9 @@ def _ascend(model, X_train, y_train, learning_rate, n_steps, backend):
     W1, W2 = _check_model(model)
     X = _check_inputs(X_train, W1)
     labels = _check_labels(y_train, X.shape[0], W2.shape[1])
-    if backend == "numpy":
+    if n_steps == 0:  # the notebook's loop runs no step: the model, in new arrays
+        W1, W2 = W1.copy(), W2.copy()
+    elif backend == "numpy":
         for _ in range(n_steps):
             dW1, dW2 = _log_likelihood_gradient(W1, W2, X, labels, backend)
             W1, W2 = W1 + learning_rate * dW1, W2 + learning_rate * dW2
@@ -250,11 +260,14 @@ def gradient_ascent(
     """``no_iter`` gradient-ascent steps with the notebook's learning rate (0.1).
 
     Prints ``Iteration i`` before each step, as the notebook does, unless ``verbose=False``;
-    silent, all the steps run in one compiled call.
+    silent, all the steps run in one compiled call. ``no_iter`` counts as the notebook's
+    ``range(no_iter)`` does: an integer, none below 1. With no step, the model comes back
+    unchanged, in new arrays.
     """
-    if not verbose:
-        return _ascend(model, X_train, y_train, learning_rate, no_iter, backend)
-    for iteration in range(no_iter):
+    steps = range(no_iter)  # the notebook's TypeError for a non-integer
+    if not verbose or len(steps) == 0:
+        return _ascend(model, X_train, y_train, learning_rate, len(steps), backend)
+    for iteration in steps:
         print(f"Iteration {iteration}")
         model = _ascend(model, X_train, y_train, learning_rate, 1, backend)
     return model
