@@ -2,15 +2,15 @@
 
 import numpy as np
 import pytest
+from sklearn_oracle import sklearn_backprop
+
+import fastmlp
 from conftest import (
     ALL_ACTIVATIONS,
     ALL_OUTPUTS,
     assert_gradients_close,
     random_problem,
 )
-from sklearn_oracle import sklearn_backprop
-
-import fastmlp
 from fastmlp import reference
 from fastmlp.activations import SKLEARN_ACTIVATIONS
 
