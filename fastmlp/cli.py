@@ -144,6 +144,78 @@ def profile(workload_id, out_dir="reports", repeats=15, pyinstrument=False):
     return results
 
 
+def load_data_file(path, target=None, delimiter=","):
+    """X and y from a user's file: a CSV with a header row (``target``: the target
+    column's name or index, default the last), a 2-d ``.npy`` array (``target``: a
+    column index, default the last) or an ``.npz`` with arrays ``X`` and ``y``."""
+    path = Path(path)
+    if path.suffix == ".npz":
+        with np.load(path, allow_pickle=False) as arrays:
+            if not {"X", "y"} <= set(arrays.files):
+                sys.exit(f"{path}: an .npz file needs arrays named X and y")
+            return arrays["X"], arrays["y"]
+    if path.suffix == ".npy":
+        table = np.load(path, allow_pickle=False)
+        names = [str(i) for i in range(table.shape[1] if table.ndim == 2 else 0)]
+    else:
+        with open(path) as f:
+            names = [name.strip() for name in f.readline().split(delimiter)]
+        table = np.loadtxt(path, delimiter=delimiter, skiprows=1, ndmin=2)
+    if table.ndim != 2 or table.shape[1] < 2:
+        sys.exit(f"{path}: expected a table of at least two columns, got shape {table.shape}")
+    if target is None:
+        column = table.shape[1] - 1
+    elif target in names:
+        column = names.index(target)
+    elif target.lstrip("-").isdigit() and -table.shape[1] <= int(target) < table.shape[1]:
+        column = int(target) % table.shape[1]
+    else:
+        sys.exit(f"{path}: no column {target!r} (columns: {', '.join(names)})")
+    return np.delete(table, column, axis=1), table[:, column]
+
+
+def parse_params(pairs):
+    """``["hidden_layer_sizes=(64, 32)", "solver=sgd"]`` -> estimator parameters (values
+    read as Python literals where they are ones, else as strings)."""
+    import ast
+
+    params = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep:
+            sys.exit(f"--param takes NAME=VALUE, got {pair!r}")
+        try:
+            params[name.strip()] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            params[name.strip()] = value
+    return params
+
+
+def profile_data(path, target=None, kind="classifier", params=(), out_dir="reports",
+                 repeats=7):
+    """``fastmlp.profile`` of an estimator on a user's data file; prints the table and
+    writes it with a plot to ``out_dir``."""
+    import fastmlp
+
+    X, y = load_data_file(path, target)
+    cls = fastmlp.MLPClassifier if kind == "classifier" else fastmlp.MLPRegressor
+    try:
+        estimator = cls(**parse_params(params))
+    except TypeError as error:
+        sys.exit(f"--param: {error}")
+    if kind == "classifier" and np.issubdtype(y.dtype, np.floating) and (y == y.round()).all():
+        y = y.astype(np.int64)  # class labels read from a numeric table
+    result = fastmlp.profile(estimator, X, y, repeats=repeats)
+    print(result.table())
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    stem = f"profile-{Path(path).stem}"
+    (out / f"{stem}.txt").write_text(result.table() + "\n")
+    result.plot(out / f"{stem}.png")
+    print(f"\nthe table: {out / f'{stem}.txt'}; stacked bars: {out / f'{stem}.png'}")
+    return result
+
+
 def _pyinstrument_profile(workload_id, out):
     """A call-stack profile of the Python side of a fit (estimators) or of W1's steps."""
     try:
@@ -178,11 +250,23 @@ def main(argv=None):
                                        "BENCHMARKS.md and plots")
     bench_parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
     bench_parser.add_argument("--out", default="reports", help="folder for the report")
-    profile_parser = commands.add_parser("profile", help="where one workload's time goes, "
-                                         "on the reference and the Numba engine")
-    profile_parser.add_argument("workload", help="W1, W2, W3, W4-float64, W4-float32 or W5")
+    profile_parser = commands.add_parser(
+        "profile", help="where a fit's time goes: a named workload, or an estimator on "
+        "your data file (--data)")
+    profile_parser.add_argument("workload", nargs="?",
+                                help="W1, W2, W3, W4-float64, W4-float32 or W5")
+    profile_parser.add_argument("--data", help="a CSV file with a header row, a 2-d .npy "
+                                "array, or an .npz with arrays X and y")
+    profile_parser.add_argument("--target", help="the target column's name or index "
+                                "(default: the last column)")
+    profile_parser.add_argument("--regressor", action="store_true",
+                                help="an MLPRegressor (default: an MLPClassifier)")
+    profile_parser.add_argument("--param", action="append", default=[], metavar="NAME=VALUE",
+                                help="an estimator parameter, e.g. hidden_layer_sizes=(64,32)")
     profile_parser.add_argument("--out", default="reports", help="folder for the plot")
-    profile_parser.add_argument("--repeats", type=int, default=15)
+    profile_parser.add_argument("--repeats", type=int, default=None,
+                                help="interleaved rounds (default 15 for a workload, 7 for "
+                                "--data)")
     profile_parser.add_argument("--pyinstrument", action="store_true",
                                 help="also a call-stack profile of the Python side")
     args = parser.parse_args(argv)
@@ -192,8 +276,15 @@ def main(argv=None):
         demo(args.out, args.steps, args.seed)
     elif args.command == "bench":
         bench(args.out, args.quick)
+    elif args.data is not None:
+        if args.workload is not None:
+            parser.error("profile takes a workload or --data, not both")
+        profile_data(args.data, args.target, "regressor" if args.regressor else "classifier",
+                     args.param, args.out, args.repeats or 7)
+    elif args.workload is None:
+        parser.error("profile needs a workload (W1 ... W5) or --data FILE")
     else:
-        profile(args.workload, args.out, args.repeats, args.pyinstrument)
+        profile(args.workload, args.out, args.repeats or 15, args.pyinstrument)
     return 0
 
 
