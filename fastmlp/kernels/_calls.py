@@ -13,7 +13,40 @@ callers stay cacheable on disk. With the JIT off, a :class:`CompiledKernel` is s
 called as the Python function.
 """
 
+import sys
+import threading
+from contextlib import contextmanager
+
 from numba import config, types
+
+#: A compile still running after this long is announced (loading a kernel from Numba's
+#: cache takes milliseconds, and is not).
+ANNOUNCE_AFTER_SECONDS = 0.5
+_announced = threading.Event()
+
+
+@contextmanager
+def announced_compile():
+    """Say once per process, on stderr, that the engine is compiling, if it takes long:
+    a first fit on a new machine compiles for some seconds, and a user should know why."""
+    if _announced.is_set():
+        yield
+        return
+    timer = threading.Timer(ANNOUNCE_AFTER_SECONDS, _announce)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
+
+
+def _announce():
+    if not _announced.is_set():
+        _announced.set()
+        print("fastmlp: compiling the engine's kernels for this machine, once (about 10 s "
+              "per dtype; later processes load them from Numba's cache; "
+              "python -m fastmlp warmup compiles them all)", file=sys.stderr, flush=True)
 
 
 def _address(kernel):
@@ -39,7 +72,8 @@ class CompiledKernel:
         self.dispatcher = dispatcher
         self.signature = signature
         if not config.DISABLE_JIT:
-            result = dispatcher.get_compile_result(signature)
+            with announced_compile():
+                result = dispatcher.get_compile_result(signature)
             self.address = result.library.get_pointer_to_function(
                 result.fndesc.llvm_cfunc_wrapper_name
             )
