@@ -177,3 +177,15 @@ def test_the_engine_checks_every_shape_before_a_kernel_runs(change, message):
     np.testing.assert_array_equal(network.theta, before)
     with pytest.raises(ValueError, match="features"):
         kernels.predict(network, X[:, :3].copy(), "relu", "softmax")
+
+
+def test_a_long_compile_is_announced_once(monkeypatch, capsys):
+    from fastmlp.kernels import _calls
+
+    monkeypatch.setattr(_calls, "ANNOUNCE_AFTER_SECONDS", 0.0)
+    monkeypatch.setattr(_calls, "_announced", threading.Event())
+    with _calls.announced_compile():
+        assert _calls._announced.wait(60)  # a compile that outlasts the delay
+    with _calls.announced_compile():
+        pass
+    assert capsys.readouterr().err.count("fastmlp: compiling the engine's kernels") == 1
