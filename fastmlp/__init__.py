@@ -3,10 +3,28 @@
 from fastmlp.engine import loss_and_gradients
 from fastmlp.estimators import MLPClassifier, MLPRegressor
 from fastmlp.kernels import warmup
-from fastmlp.profiling import profile
+from fastmlp.persistence import load, save
 
 __version__ = "0.1.0"
 
 __all__ = [
-    "MLPClassifier", "MLPRegressor", "loss_and_gradients", "profile", "warmup", "__version__",
+    "MLPClassifier",
+    "MLPRegressor",
+    "load",
+    "loss_and_gradients",
+    "save",
+    "to_onnx",
+    "warmup",
+    "__version__",
 ]
+
+
+def to_onnx(estimator, X_sample, **kwargs):
+    """Convert a fitted estimator to an ONNX model: :func:`fastmlp.onnx.to_onnx`.
+
+    Imports ``fastmlp.onnx`` (and so skl2onnx) when first called, not with fastmlp; it
+    needs ``pip install "fastmlp[onnx]"``.
+    """
+    from fastmlp.onnx import to_onnx
+
+    return to_onnx(estimator, X_sample, **kwargs)
