@@ -17,7 +17,8 @@ built from standard ONNX operators as fastmlp computes it (``fastmlp/activations
 * gelu, in its tanh form: ``0.5 z (1 + tanh(u))`` written as ``z * sigmoid(2 u)``,
   ``u = sqrt(2 / pi) (z + 0.044715 z**3)``: the same function, without the cancellation
   of ``1 + tanh(u)`` where ``tanh(u)`` nears -1 (fastmlp's kernels avoid it too);
-* silu: ``z * Sigmoid(z)``;
+* silu: ``z / (1 + exp(-z))``, ``z * sigmoid(z)`` (which ONNX Runtime would fuse into
+  a kernel it has in float32 only);
 
 and every output: softmax, logistic, identity and exp (the Poisson regressor's).
 
@@ -228,7 +229,11 @@ class _Graph:
             twice_u = self.node("Mul", [self.constant(2.0 * _GELU_C), inner])
             return self.node("Mul", [z, self.node("Sigmoid", [twice_u])])
         if activation == "silu":
-            return self.node("Mul", [z, self.node("Sigmoid", [z])])
+            # z / (1 + exp(-z)), not z * Sigmoid(z): ONNX Runtime (1.21 and 1.22 at
+            # least) fuses that pair into a kernel it has for float32 only, and then
+            # cannot run a float64 graph.
+            negative_exp = self.node("Exp", [self.node("Neg", [z])])
+            return self.node("Div", [z, self.node("Add", [self.constant(1.0), negative_exp])])
         raise ValueError(f"No ONNX form for the hidden activation {activation!r}.")
 
     def output(self, z, output, name=None):
