@@ -665,10 +665,10 @@ def _check_fitted_attributes(estimator, kind, attributes):
     if missing:
         raise _Invalid(f"attributes: a fitted estimator has {missing} too.")
     coefs, intercepts = attributes["coefs_"], attributes["intercepts_"]
-    _float_arrays(coefs, "coefs_")
+    _float_arrays(coefs[:1], "coefs_", finite=False)  # coefs_[0]'s dtype is the network's
     dtype = coefs[0].dtype
-    _float_arrays(intercepts, "intercepts_", dtype)
     _float_arrays(coefs, "coefs_", dtype)
+    _float_arrays(intercepts, "intercepts_", dtype)
     try:
         units = _solvers.network_units(coefs, intercepts)
     except ValueError as error:

@@ -30,6 +30,8 @@ fastmlp_onnx = pytest.importorskip("fastmlp.onnx")
 ACTIVATIONS = sorted(HIDDEN_ACTIVATIONS)
 DTYPES = [np.float32, np.float64]
 TOLERANCE = {np.float32: 1e-6, np.float64: 1e-12}
+# Networks here have two hidden layers: the engine's kernels for them compile once per
+# dtype, where one ReLU layer on few inputs gets a fused kernel compiled per shape.
 
 
 @pytest.fixture(scope="module")
@@ -129,7 +131,7 @@ def test_a_float32_model_runs_in_float64_as_fastmlp_does(data):
     """float32 weights with float64 input: fastmlp predicts in float64, and so does a
     graph made for float64 rows (the weights are exact in float64)."""
     X, classes, _, _ = data
-    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(6,), activation="gelu",
+    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(6, 3), activation="gelu",
                                          max_iter=20, random_state=0),
                    X.astype(np.float32), classes)
     _, probabilities = run(fastmlp.to_onnx(model, X), X)
@@ -153,7 +155,7 @@ def test_labels_come_as_skl2onnx_gives_them(labels, data):
     X, classes, _, _ = data
     X = X.astype(np.float32)  # ONNX Runtime's ZipMap takes float32 probabilities only
     y = LABELS[labels](classes)
-    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(6,), max_iter=20,
+    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(6, 3), max_iter=20,
                                          random_state=0), X, y)
     want = model.predict_proba(X)
     expected = model.predict(X)
@@ -171,7 +173,7 @@ def test_labels_come_as_skl2onnx_gives_them(labels, data):
 def test_skl2onnx_converts_a_pipeline_holding_fastmlp(data):
     X, _, targets, _ = data
     pipeline = fitted(make_pipeline(StandardScaler(), fastmlp.MLPRegressor(
-        hidden_layer_sizes=(6,), activation="silu", max_iter=20, random_state=0)), X, targets)
+        hidden_layer_sizes=(6, 3), activation="silu", max_iter=20, random_state=0)), X, targets)
     (predictions,) = run(skl2onnx.to_onnx(pipeline, X[:1]), X)
     assert_close(predictions, pipeline.predict(X), np.float64)
 
@@ -179,7 +181,7 @@ def test_skl2onnx_converts_a_pipeline_holding_fastmlp(data):
 def test_skl2onnx_options_nocl_and_output_class_labels(data):
     X, classes, _, _ = data
     y = np.array(["a", "bb", "ccc"])[classes]
-    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(6,), max_iter=20,
+    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(6, 3), max_iter=20,
                                          random_state=0), X, y)
     labels, _ = run(fastmlp.to_onnx(model, X, options={"nocl": True, "zipmap": False}), X)
     want = model.predict_proba(X).argmax(axis=1)
@@ -194,7 +196,7 @@ def test_to_onnx_checks_what_it_is_given(data):
     X, classes, _, _ = data
     with pytest.raises(NotFittedError):
         fastmlp.to_onnx(fastmlp.MLPClassifier(), X)
-    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(3,), max_iter=2), X, classes)
+    model = fitted(fastmlp.MLPClassifier(hidden_layer_sizes=(3, 3), max_iter=2), X, classes)
     with pytest.raises(ValueError, match="2 features"):
         fastmlp.to_onnx(model, X[:, :2])
     with pytest.raises(ValueError, match="float32 or float64"):

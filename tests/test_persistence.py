@@ -23,6 +23,8 @@ from fastmlp import persistence
 from fastmlp.estimators import MLPClassifier, MLPRegressor, _BaseMLP
 
 BACKENDS = ["numba", "numpy"]
+# Networks here have two hidden layers: the engine's kernels for them compile once per
+# dtype, where one ReLU layer on few inputs gets a fused kernel compiled per shape.
 
 
 # --- helpers ------------------------------------------------------------------------------
@@ -152,7 +154,7 @@ def test_a_loaded_regressor_is_the_saved_one_and_trains_on_to_the_bit(
     X, _, y = data
     if settings.get("loss") == "poisson":
         y = np.floor(np.abs(y))
-    original = MLPRegressor(hidden_layer_sizes=(5,), max_iter=6, random_state=2,
+    original = MLPRegressor(hidden_layer_sizes=(5, 3), max_iter=6, random_state=2,
                             backend=backend, **settings)
     quietly(original.fit, X, y)
     assert_trains_on_as_the_original(round_trip(original, tmp_path), original, X, y)
@@ -161,7 +163,7 @@ def test_a_loaded_regressor_is_the_saved_one_and_trains_on_to_the_bit(
 def test_the_adaptive_schedule_state_is_the_one_reached(data, tmp_path):
     """The test above covers the rate only if training changed it."""
     X, classes, _ = data
-    original = MLPClassifier(hidden_layer_sizes=(4,), solver="sgd", learning_rate="adaptive",
+    original = MLPClassifier(hidden_layer_sizes=(4, 3), solver="sgd", learning_rate="adaptive",
                              tol=1e6, n_iter_no_change=1, max_iter=6, random_state=0)
     quietly(original.fit, X, classes)
     loaded = round_trip(original, tmp_path)
@@ -186,7 +188,7 @@ LABELS = {
 def test_every_label_type_comes_back_as_it_was(labels, data, tmp_path):
     X, classes, _ = data
     y = LABELS[labels](classes)
-    original = MLPClassifier(hidden_layer_sizes=(5,), max_iter=4, random_state=0)
+    original = MLPClassifier(hidden_layer_sizes=(5, 3), max_iter=4, random_state=0)
     quietly(original.fit, X, y)
     loaded = round_trip(original, tmp_path)
     assert loaded.classes_.dtype == original.classes_.dtype
@@ -197,7 +199,7 @@ def test_every_label_type_comes_back_as_it_was(labels, data, tmp_path):
 def test_a_model_trained_by_partial_fit_alone_goes_on(data, tmp_path):
     X, classes, _ = data
     y = np.array(["a", "b", "c", "d"])[classes]  # "d" never seen: declared in classes
-    original = MLPClassifier(hidden_layer_sizes=(5,), random_state=0)
+    original = MLPClassifier(hidden_layer_sizes=(5, 3), random_state=0)
     original.partial_fit(X, y, classes=np.array(["a", "b", "c", "d"]))
     original.partial_fit(X, y)
     loaded = round_trip(original, tmp_path)
@@ -211,7 +213,7 @@ def test_a_random_state_object_is_saved_in_the_state_it_reached(data, tmp_path):
     """A RandomState parameter is drawn from by every fit (the shuffles): the loaded one
     starts where the saved one was, as a separate generator."""
     X, classes, _ = data
-    original = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3,
+    original = MLPClassifier(hidden_layer_sizes=(5, 3), max_iter=3,
                              random_state=np.random.RandomState(7))
     quietly(original.fit, X, classes)
     loaded = round_trip(original, tmp_path)
@@ -225,7 +227,7 @@ def test_the_float64_state_of_a_fit_that_mixed_dtypes_is_kept(data, tmp_path):
     """float32 weights trained on float64 data keep float64 optimizer state (as
     scikit-learn's do): it is saved too, and later calls go on with it."""
     X, _, y = data
-    original = MLPRegressor(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+    original = MLPRegressor(hidden_layer_sizes=(5, 3), max_iter=3, random_state=0)
     quietly(original.fit, X.astype(np.float32), y[:, 0].astype(np.float32))
     original.partial_fit(X, y[:, 0])
     assert original._optimizer._promoted is not None  # the case this test is about
@@ -253,7 +255,7 @@ def test_feature_names_are_kept_and_checked(data, tmp_path):
     pandas = pytest.importorskip("pandas")
     X, classes, _ = data
     frame = pandas.DataFrame(X, columns=["w", "x", "y", "z"])
-    original = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit,
+    original = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=3, random_state=0).fit,
                        frame, classes)
     loaded = round_trip(original, tmp_path)
     assert_same_values(loaded.feature_names_in_, original.feature_names_in_)
@@ -266,7 +268,7 @@ def test_feature_names_are_kept_and_checked(data, tmp_path):
 
 def test_save_and_load_take_file_objects(data):
     X, classes, _ = data
-    original = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit,
+    original = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=3, random_state=0).fit,
                        X, classes)
     buffer = io.BytesIO()
     fastmlp.save(original, buffer)
@@ -277,7 +279,7 @@ def test_save_and_load_take_file_objects(data):
 def test_the_file_is_a_zip_of_json_and_npy_that_numpy_reads_without_pickle(data, tmp_path):
     """The format is readable without fastmlp: the manifest names each array member."""
     X, classes, _ = data
-    original = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0).fit,
+    original = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=3, random_state=0).fit,
                        X, classes)
     path = tmp_path / "model.fastmlp"
     fastmlp.save(original, path)
@@ -287,14 +289,14 @@ def test_the_file_is_a_zip_of_json_and_npy_that_numpy_reads_without_pickle(data,
                  for ref in manifest["attributes"]["coefs_"]]
     assert manifest["format"] == "fastmlp.estimator" and manifest["format_version"] == 1
     assert manifest["versions"]["fastmlp"] == fastmlp.__version__
-    assert manifest["params"]["hidden_layer_sizes"] == {"tuple": [4]}
+    assert manifest["params"]["hidden_layer_sizes"] == {"tuple": [4, 3]}
     for got, want in zip(coefs, original.coefs_):
         assert_same_values(got, want)
 
 
 def test_save_refuses_what_it_cannot_write_faithfully(data, tmp_path):
     X, classes, _ = data
-    fitted = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit,
+    fitted = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=2, random_state=0).fit,
                      X, classes)
     fitted.note_ = "an attribute fastmlp does not set"
     with pytest.raises(ValueError, match="note_"):
@@ -310,7 +312,7 @@ def test_the_solvers_attributes_are_all_known(data):
     then, rather than lose state)."""
     X, classes, _ = data
     for backend in BACKENDS:
-        fitted = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, backend=backend,
+        fitted = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=2, backend=backend,
                                        random_state=0).fit, X, classes)
         solver = fitted._optimizer
         known = set(persistence._SOLVER_SAVED) | set(persistence._SOLVER_REBUILT)
@@ -337,7 +339,7 @@ def plain_pickling(monkeypatch):
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
 def test_pickle_and_deepcopy_through_the_plain_state(solver, data, plain_pickling):
     X, classes, _ = data
-    original = MLPClassifier(hidden_layer_sizes=(5,), solver=solver, max_iter=3,
+    original = MLPClassifier(hidden_layer_sizes=(5, 3), solver=solver, max_iter=3,
                              random_state=0)
     quietly(original.fit, X, classes)
     state = original.__getstate__()
@@ -351,7 +353,7 @@ def test_pickle_and_deepcopy_through_the_plain_state(solver, data, plain_picklin
 
 def test_set_plain_state_refuses_a_bad_state(data):
     X, classes, _ = data
-    fitted = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit,
+    fitted = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=2, random_state=0).fit,
                      X, classes)
     state = persistence.plain_state(fitted)
     state["attributes"]["coefs_"][0] = np.full_like(fitted.coefs_[0], np.nan)
@@ -370,7 +372,7 @@ def test_a_state_from_other_versions_warns(data):
     from sklearn.exceptions import InconsistentVersionWarning
 
     X, classes, _ = data
-    fitted = quietly(MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, random_state=0).fit,
+    fitted = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=2, random_state=0).fit,
                      X, classes)
     state = persistence.plain_state(fitted)
     state["versions"]["scikit-learn"] = "0.0.1"
@@ -417,7 +419,7 @@ def no_unpickling(monkeypatch):
 def saved(data):
     """A saved adam classifier (string labels, optimizer state) as the file's members."""
     X, classes, _ = data
-    fitted = MLPClassifier(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+    fitted = MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=3, random_state=0)
     quietly(fitted.fit, X, np.array(["a", "b", "c"])[classes])
     buffer = io.BytesIO()
     fastmlp.save(fitted, buffer)
@@ -521,7 +523,7 @@ MANIFEST_EDITS = {
     "an unknown activation": (lambda m: m["params"].update(activation="evil"), "activation"),
     "an unknown attribute": (lambda m: m["attributes"].update(__class__="x"), "not attributes"),
     "an unknown tag": (lambda m: m["params"].update(alpha={"pickle": "gASV"}), "not a value"),
-    "a wrong layer count": (lambda m: m["attributes"].update(n_layers_=4), "n_layers_"),
+    "a wrong layer count": (lambda m: m["attributes"].update(n_layers_=5), "n_layers_"),
     "a wrong output": (lambda m: m["attributes"].update(out_activation_="exp"), "out_activation_"),
     "a string as a weight": (lambda m: m["attributes"]["coefs_"].__setitem__(0, "w"),
                              "float32 or float64 array"),
@@ -590,7 +592,8 @@ def test_a_weight_array_of_the_wrong_dtype_is_refused(dtype, saved, no_unpicklin
         reference["dtype"] = values.dtype.str
         members[reference["array"]] = npy(values)
 
-    assert_refused(edited(saved, edit), "float32 or float64 array|is float64, expected float32|dtype complex")
+    assert_refused(edited(saved, edit),
+                   "float32 or float64 array|is float64, expected float32|dtype complex")
 
 
 def test_optimizer_state_of_another_dtype_is_refused(saved, no_unpickling):
@@ -693,10 +696,10 @@ def test_skops_round_trips_trusting_the_two_estimator_classes_only(kind, data, p
     skops_io = pytest.importorskip("skops.io")
     X, classes, y = data
     if kind == "classifier":
-        original = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0)
+        original = MLPClassifier(hidden_layer_sizes=(5, 3), max_iter=3, random_state=0)
         y = np.array(["a", "b", "c"], dtype=object)[classes]
     else:
-        original = MLPRegressor(hidden_layer_sizes=(5,), solver="sgd", max_iter=3,
+        original = MLPRegressor(hidden_layer_sizes=(5, 3), solver="sgd", max_iter=3,
                                 random_state=np.random.RandomState(0))
     quietly(original.fit, X, y)
     dumped = skops_io.dumps(original)
