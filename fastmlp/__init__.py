@@ -4,6 +4,7 @@ from fastmlp.engine import loss_and_gradients
 from fastmlp.estimators import MLPClassifier, MLPRegressor
 from fastmlp.kernels import warmup
 from fastmlp.persistence import load, save
+from fastmlp.profiling import profile
 
 __version__ = "0.1.0"
 
@@ -12,6 +13,7 @@ __all__ = [
     "MLPRegressor",
     "load",
     "loss_and_gradients",
+    "profile",
     "save",
     "to_onnx",
     "warmup",
