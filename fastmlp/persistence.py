@@ -60,13 +60,14 @@ version, or anything that does not match this layout, the estimator's parameters
 network's shapes and dtypes, is refused with a ``ValueError``.
 """
 
+import contextlib
 import inspect
 import io
 import json
 import math
 import numbers
 import os
-import tempfile
+import uuid
 import warnings
 import zipfile
 
@@ -82,6 +83,7 @@ FORMAT = "fastmlp.estimator"
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 ESTIMATORS = ("MLPClassifier", "MLPRegressor")
+_O_BINARY = getattr(os, "O_BINARY", 0)  # Windows' flag for untranslated bytes
 
 #: Array dtypes the format holds (``dtype.kind``): booleans, integers, floats, bytes and
 #: unicode strings. Objects would need pickle; the others have no use here.
@@ -101,7 +103,6 @@ _REQUIRED_WHEN_FITTED = (
     "coefs_", "intercepts_", "n_iter_", "t_", "loss_", "n_features_in_", "n_layers_",
     "n_outputs_", "out_activation_", "_best_coefs", "_best_intercepts",
 )
-_KEPT_APART = ("_label_binarizer", "_optimizer")
 #: Caches, rebuilt when next needed: the parameters last validated, the optimizer's
 #: configuration (a new optimizer trains as a restarted one), the random state kept
 #: for an int seed (reset to ``RandomState(seed)`` at each fit) and the fit's random
@@ -120,8 +121,6 @@ _TRAINER_SAVED = ("state_1", "state_2", "adam_step")
 _TRAINER_REBUILT = ("network", "hidden", "output", "solver", "alpha", "batch_size",
                     "momentum", "nesterov", "beta_1", "beta_2", "epsilon", "n_threads",
                     "_plans", "_workspaces", "seconds_per_row", "_running")
-#: The schedules' attributes that training changes; the others come from the settings.
-_SCHEDULE_STATE = ("learning_rate", "t")
 _SETTINGS = ("learning_rate_init", "learning_rate", "momentum", "nesterovs_momentum",
              "power_t", "beta_1", "beta_2", "epsilon")
 _BINARIZER_ATTRIBUTES = ("classes_", "y_type_", "sparse_input_")
@@ -155,14 +154,16 @@ def save(estimator, path):
         path.write(data)
         return
     path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    handle, temporary = tempfile.mkstemp(dir=folder, prefix=".fastmlp-", suffix=".tmp")
+    folder, name = os.path.split(os.path.abspath(path))
+    temporary = os.path.join(folder, f".{name}.{uuid.uuid4().hex}.tmp")
+    # Made as open() makes files (mode 0o666 less the umask), unlike mkstemp's 0o600.
+    handle = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_BINARY, 0o666)
     try:
         with os.fdopen(handle, "wb") as file:
             file.write(data)
         os.replace(temporary, path)
     except BaseException:
-        with _ignoring(OSError):
+        with contextlib.suppress(OSError):
             os.unlink(temporary)
         raise
 
@@ -283,17 +284,6 @@ def set_plain_state(estimator, state):
 
 class _Invalid(Exception):
     """A state or file that does not match the format; reported as a ValueError."""
-
-
-class _ignoring:
-    def __init__(self, *errors):
-        self.errors = errors
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, error, traceback):
-        return kind is not None and issubclass(kind, self.errors)
 
 
 def _encode(value, where):

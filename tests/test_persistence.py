@@ -283,6 +283,9 @@ def test_the_file_is_a_zip_of_json_and_npy_that_numpy_reads_without_pickle(data,
                        X, classes)
     path = tmp_path / "model.fastmlp"
     fastmlp.save(original, path)
+    (tmp_path / "plain").write_bytes(b"")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.fastmlp", "plain"]
+    assert path.stat().st_mode == (tmp_path / "plain").stat().st_mode  # as open() makes it
     with zipfile.ZipFile(path) as archive:
         manifest = json.loads(archive.read("manifest.json"))
         coefs = [np.load(io.BytesIO(archive.read(ref["array"])), allow_pickle=False)
