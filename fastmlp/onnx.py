@@ -27,7 +27,8 @@ Outputs are skl2onnx's for its own MLPs. A classifier gives ``label`` and
 as strings for string classes; probabilities of shape (N, n_classes), as
 ``predict_proba``. A multilabel classifier gives int64 labels and probabilities of shape
 (N, n_labels). skl2onnx's options ``zipmap``, ``nocl`` and ``output_class_labels`` apply
-(``zipmap`` is on by default in ``skl2onnx.to_onnx``, off in :func:`to_onnx`). A
+(``zipmap`` is on by default in ``skl2onnx.to_onnx``, off in :func:`to_onnx`; ONNX
+Runtime's ZipMap takes float32 probabilities only, so a float64 graph needs it off). A
 regressor gives ``variable`` of shape (N, n_outputs), one output or several.
 """
 

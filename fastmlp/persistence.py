@@ -33,9 +33,9 @@ file takes no more memory to load than its size):
          "params": {name: value},            # get_params(deep=False)
          "attributes": {name: value},        # coefs_, classes_, loss_curve_, ...
          "label_binarizer": null | {"params": {...}, "attributes": {...}},
-         "optimizer": null | {"backend", "solver", "settings", "activation", "output",
-                              "alpha", "batch_size", "n_threads", "schedule",
-                              "promoted", "trainer"}}
+         "optimizer": null | {"backend", "solver", "units", "dtype", "settings",
+                              "activation", "output", "alpha", "batch_size",
+                              "n_threads", "schedule", "promoted", "trainer"}}
 
 ``arrays/<i>.npy``
     One array each, in NumPy's ``.npy`` format, of a boolean, integer, float, bytes or
@@ -98,10 +98,11 @@ _FITTED_ATTRIBUTES = (
     "n_features_in_", "feature_names_in_", "n_layers_", "n_outputs_", "out_activation_",
     "classes_", "_best_coefs", "_best_intercepts", "_no_improvement_count",
 )
-#: Every fitted estimator has these (the others depend on the solver and the data).
+#: Every fitted estimator has these (the others depend on the solver and the data; a fit
+#: stopped by Ctrl-C in its first epoch has no loss_).
 _REQUIRED_WHEN_FITTED = (
-    "coefs_", "intercepts_", "n_iter_", "t_", "loss_", "n_features_in_", "n_layers_",
-    "n_outputs_", "out_activation_", "_best_coefs", "_best_intercepts",
+    "coefs_", "intercepts_", "n_iter_", "t_", "n_features_in_", "n_layers_", "n_outputs_",
+    "out_activation_", "_best_coefs", "_best_intercepts",
 )
 #: Caches, rebuilt when next needed: the parameters last validated, the optimizer's
 #: configuration (a new optimizer trains as a restarted one), the random state kept
@@ -516,6 +517,8 @@ def _optimizer_state(solver):
     state = {
         "backend": solver.backend,
         "solver": solver.solver,
+        "units": [int(n) for n in _solvers.network_units(solver.coefs, solver.intercepts)],
+        "dtype": solver.coefs[0].dtype.str,
         "settings": _encode(dict(solver.settings), "optimizer.settings"),
         "activation": solver.activation,
         "output": solver.output,
@@ -748,8 +751,8 @@ def _check_classes(estimator):
 
 def _restore_optimizer(estimator, state, read_array):
     state = _expect_dict(state, "optimizer")
-    keys = {"backend", "solver", "settings", "activation", "output", "alpha", "batch_size",
-            "n_threads", "schedule", "promoted", "trainer"}
+    keys = {"backend", "solver", "units", "dtype", "settings", "activation", "output", "alpha",
+            "batch_size", "n_threads", "schedule", "promoted", "trainer"}
     if set(state) != keys:
         raise _Invalid(f"optimizer: expected the keys {sorted(keys)}.")
     backend, solver_name = state["backend"], state["solver"]
@@ -758,8 +761,13 @@ def _restore_optimizer(estimator, state, read_array):
         raise _Invalid("optimizer: the backend is numba or numpy, the solver sgd or adam.")
     if activation not in HIDDEN_ACTIVATIONS or output not in OUTPUTS:
         raise _Invalid("optimizer: unknown activation or output.")
-    if output != estimator.out_activation_:
-        raise _Invalid("optimizer: its output is not the network's.")
+    units = state["units"]
+    if type(units) is not list or len(units) < 2 or not all(
+            type(n) is int and 0 < n <= 2**31 for n in units):
+        raise _Invalid("optimizer.units: expected a list of at least two positive ints.")
+    dtype = _parse_dtype(state["dtype"], "optimizer.dtype", "f")
+    if dtype not in (np.float32, np.float64):
+        raise _Invalid("optimizer.dtype: the solver trains in float32 or float64.")
     settings = _decode(state["settings"], "optimizer.settings", read_array)
     if type(settings) is not dict or set(settings) != set(_SETTINGS):
         raise _Invalid(f"optimizer.settings: expected {list(_SETTINGS)}.")
@@ -779,9 +787,16 @@ def _restore_optimizer(estimator, state, read_array):
     if n_threads is not None and (not _is_integer(n_threads) or n_threads == 0):
         raise _Invalid("optimizer.n_threads: expected None or a non-zero int.")
 
+    # The solver's network is the estimator's, but for one left from a fit by another
+    # solver, which the next stochastic fit replaces. Its weights are loaded from the
+    # estimator's at each call: any of the right shapes will do until then.
+    coefs, intercepts = estimator.coefs_, estimator.intercepts_
+    if _solvers.network_units(coefs, intercepts) != units or coefs[0].dtype != dtype:
+        coefs = [np.zeros((a, b), dtype) for a, b in zip(units[:-1], units[1:])]
+        intercepts = [np.zeros(b, dtype) for b in units[1:]]
     solver = _solvers.StochasticSolver(
-        backend, estimator.coefs_, estimator.intercepts_, activation, output, solver_name,
-        settings, alpha, batch_size, n_threads,
+        backend, coefs, intercepts, activation, output, solver_name, settings, alpha,
+        batch_size, n_threads,
     )
     _restore_schedule(solver._schedule, state["schedule"], "optimizer.schedule", read_array)
     if state["promoted"] is not None:

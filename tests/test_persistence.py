@@ -238,6 +238,35 @@ def test_the_float64_state_of_a_fit_that_mixed_dtypes_is_kept(data, tmp_path):
     assert_same_estimator(loaded, original, X)
 
 
+def test_an_optimizer_left_from_a_fit_by_another_solver_is_kept(data, tmp_path):
+    """A refit by L-BFGS, of another network and output, leaves the stochastic solver of
+    the fit before (as scikit-learn leaves its own): it is saved as it is, and a later
+    stochastic fit replaces it, in both."""
+    X, _, y = data
+    original = MLPRegressor(hidden_layer_sizes=(5, 3), max_iter=3, random_state=0)
+    quietly(original.fit, X, y)
+    original.set_params(solver="lbfgs", loss="poisson", hidden_layer_sizes=(4, 2))
+    quietly(original.fit, X, np.floor(np.abs(y)))
+    assert original._optimizer.output == "identity" != original.out_activation_
+    loaded = round_trip(original, tmp_path)
+    assert_same_estimator(loaded, original, X)
+    for each in (original, loaded):
+        each.set_params(solver="sgd")
+        quietly(each.fit, X, np.floor(np.abs(y)))
+    assert_same_estimator(loaded, original, X)
+
+
+def test_a_fit_stopped_before_its_first_epoch_ended_is_saved(data, tmp_path):
+    """Ctrl-C in the first epoch leaves weights, n_iter_ 0 and no loss_."""
+    X, classes, _ = data
+    original = quietly(MLPClassifier(hidden_layer_sizes=(4, 3), max_iter=2,
+                                     random_state=0).fit, X, classes)
+    del original.loss_  # as such a fit leaves it
+    original.loss_curve_.clear()
+    original.n_iter_ = 0
+    assert_same_estimator(round_trip(original, tmp_path), original, X)
+
+
 def test_an_unfitted_estimator_keeps_its_parameters_and_their_types(data, tmp_path):
     X, _, y = data
     original = MLPRegressor(hidden_layer_sizes=[7, 3], alpha=np.float64(0.01), batch_size=16,
