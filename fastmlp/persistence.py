@@ -19,6 +19,15 @@ the bit as on the estimator that was saved. Left out are caches rebuilt on deman
 an int seed, which each fit resets to ``RandomState(seed)`` anyway). With
 ``random_state=None`` a fit draws from NumPy's global generator, which is not saved.
 
+Pickle and skops
+----------------
+The estimators pickle (and copy) through :func:`plain_state` and :func:`set_plain_state`,
+so their pickled state holds no object of fastmlp's or scikit-learn's but the estimator
+itself. ``skops.io`` needs to trust only that class::
+
+    skops.io.load(path, trusted=["fastmlp.estimators.MLPClassifier",
+                                 "fastmlp.estimators.MLPRegressor"])
+
 File format (version 1)
 -----------------------
 A ZIP archive, every member stored uncompressed (no other compression is read, so a
