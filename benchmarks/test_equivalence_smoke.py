@@ -7,7 +7,8 @@ import pytest
 from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, Unavailable, load
 
 SMOKE_ROWS = 300
-SMOKE_UNITS = {"W1": 30, "W2": 40, "W3": 15, "W4-float64": 5, "W4-float32": 5, "W5": 40}
+SMOKE_UNITS = {"W1": 30, "W2": 40, "W3": 15, "W4-float64": 5, "W4-float32": 5, "W5": 40,
+               "W6": 5}
 
 
 @pytest.mark.parametrize("workload_id", list(WORKLOADS))

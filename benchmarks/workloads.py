@@ -1,4 +1,4 @@
-"""The standard workloads W1-W5 and every implementation that can run them.
+"""The standard workloads W1-W6 and every implementation that can run them.
 
 One table drives the benchmark suites (``benchmarks/test_bench_*.py``), the equivalence
 smoke test, the target script and ``python -m fastmlp bench``:
@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 
 
 class Unavailable(Exception):
@@ -82,7 +83,20 @@ def _deep_narrow():
     )
 
 
-DATASETS = {"moons": _moons, "digits": _digits, "wide": _wide, "deep-narrow": _deep_narrow}
+def _sparse_text():
+    """Bags of words: 10000 features, about 10 words a row (0.1 % of X nonzero, as a CSR
+    matrix), each row labelled with the first of its topics (10)."""
+    from sklearn.datasets import make_multilabel_classification
+
+    X, topics = make_multilabel_classification(
+        n_samples=20000, n_features=10000, n_classes=10, n_labels=1, length=10,
+        allow_unlabeled=False, sparse=True, return_indicator="dense", random_state=0,
+    )
+    return X, topics.argmax(axis=1)
+
+
+DATASETS = {"moons": _moons, "digits": _digits, "wide": _wide, "deep-narrow": _deep_narrow,
+            "sparse-text": _sparse_text}
 
 WORKLOADS = {
     w.id: w
@@ -96,12 +110,14 @@ WORKLOADS = {
                  dtype="float32"),
         Workload("W5", "deep-narrow", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd", 32,
                  1e-3),
+        Workload("W6", "sparse-text", "sparse-text", (100,), "relu", "adam", 200, 1e-3),
     ]
 }
 
 
 def load(workload, n_rows=None):
-    """The workload's training data in its dtype: X and integer labels.
+    """The workload's training data in its dtype: X (a C-contiguous array, or a CSR
+    matrix for sparse data) and integer labels.
 
     ``n_rows`` (or the workload's ``rows``) keeps only the first rows.
     """
@@ -109,6 +125,8 @@ def load(workload, n_rows=None):
     n_rows = n_rows or workload.rows
     if n_rows is not None:
         X, y = X[:n_rows], y[:n_rows]
+    if scipy.sparse.issparse(X):
+        return X.astype(workload.dtype, copy=False), np.asarray(y)
     return np.ascontiguousarray(X, dtype=workload.dtype), np.asarray(y)
 
 
@@ -339,8 +357,10 @@ def pytorch(workload, data):
     except ImportError:
         raise Unavailable("PyTorch is not installed (pip install torch)") from None
 
-    torch.set_num_threads(os.cpu_count() or 1)
     X, y = data
+    if scipy.sparse.issparse(X):
+        raise Unavailable("not on a sparse X: this runner feeds PyTorch dense tensors")
+    torch.set_num_threads(os.cpu_count() or 1)
     units = network_units(workload, X, y)
     dtype = torch.float32 if workload.dtype == "float32" else torch.float64
     activations = {"relu": torch.nn.ReLU, "tanh": torch.nn.Tanh}
@@ -414,4 +434,5 @@ TARGETS = [
     ("W4-float64", "scikit-learn", 2), ("W4-float64", "pytorch", 1.1),
     ("W4-float32", "pytorch", 1.1),
     ("W5", "scikit-learn", 5), ("W5", "pytorch", 5),
+    ("W6", "scikit-learn", 10),
 ]

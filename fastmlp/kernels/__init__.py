@@ -1,8 +1,9 @@
 """The Numba engine: fused forward/backward kernels and whole-epoch training.
 
-The public functions here take validated NumPy inputs, pack the network into one flat
-parameter vector (:class:`FlatNetwork`), choose how to run each layer
-(:func:`plan`) and call the compiled kernels in ``_layers`` and ``_training``.
+The public functions here take validated NumPy inputs (X dense, or a SciPy sparse matrix,
+which runs as CSR rows and is never densified: ``_sparse``), pack the network into one flat
+parameter vector (:class:`FlatNetwork`), choose how to run each layer (:func:`plan`) and
+call the compiled kernels in ``_layers`` and ``_training``.
 
 The kernels are cached on disk by Numba, keyed by each function's own source file: after
 editing one kernel module, delete the ``__pycache__`` folders here so that kernels in the

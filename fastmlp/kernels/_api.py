@@ -6,10 +6,11 @@ import time
 from dataclasses import dataclass
 
 import numpy as np
+import scipy.sparse
 from numba import config
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
-from fastmlp.kernels import _layers, _random, _shallow, _team, _training
+from fastmlp.kernels import _layers, _random, _shallow, _sparse, _team, _training
 from fastmlp.kernels._calls import CompiledKernel, pointer_type
 from fastmlp.kernels._threads import (
     ThreadChoice,
@@ -162,26 +163,45 @@ class Plan:
         return bool(self.use_blas.any())
 
 
-def plan(units, batch_rows, n_threads=None, hidden=None):
+def _few_nonzeros(units, batch_rows, nonzeros_per_row):
+    """Whether a batch of sparse rows holds fewer nonzeros than the network has inputs.
+
+    Each chunk of a batch has a first-layer gradient of its own, a dense block of
+    ``units[0] * units[1]`` values that the chunk zeroes and the step reads, where the
+    chunk's products over its nonzeros touch only some of its rows: with fewer nonzeros
+    than rows, splitting the batch costs more memory traffic than the split products
+    save."""
+    return nonzeros_per_row is not None and batch_rows * nonzeros_per_row < units[0]
+
+
+def plan(units, batch_rows, n_threads=None, hidden=None, nonzeros_per_row=None):
     """Choose BLAS or loops per layer, the batch's chunks, the threads and the tile size.
 
     Wide layers (at least ``BLAS_MIN_WEIGHTS`` weights) go to BLAS, and so do the plan's
-    mid-sized layers; the others run on the fused loops. A batch of at least
+    mid-sized layers; the others run on the fused loops. A sparse X (``nonzeros_per_row``
+    its mean count of nonzeros a row; None for a dense X) runs its first layer on its
+    nonzeros (``_sparse``), neither on BLAS nor on the loops, and the other layers as
+    they would run on dense rows; a batch of fewer nonzeros than the network's inputs
+    is one chunk (see ``_few_nonzeros``). A batch of at least
     ``CHUNKS * MIN_ROWS_PER_THREAD`` rows is split into ``CHUNKS`` chunks, whatever the
     thread count; each thread that works a chunk calls single-threaded BLAS on its own
     rows (on small products BLAS's own threads wait on each other, and the work between
     the products runs in parallel too). The thresholds were measured on the workloads of
     ``benchmarks/workloads.py``. Given the hidden activation's code, a network the fused
-    kernel runs (``_shallow``), which keeps no hidden layer in the workspace, gets larger
-    tiles.
+    kernel runs (``_shallow``, dense X only), which keeps no hidden layer in the
+    workspace, gets larger tiles.
     """
     n_threads = resolve_n_threads(n_threads)
     units = np.asarray(units)
+    sparse = nonzeros_per_row is not None
     weights = units[:-1] * units[1:]
-    use_blas = (weights >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16)
+    dense_layers = np.arange(len(weights)) >= (1 if sparse else 0)
+    use_blas = (weights >= BLAS_MIN_WEIGHTS) & (batch_rows >= 16) & dense_layers
     if use_blas.any():
-        use_blas = weights >= BLAS_MIN_WEIGHTS_IN_BLAS_PLAN
+        use_blas = (weights >= BLAS_MIN_WEIGHTS_IN_BLAS_PLAN) & dense_layers
     n_chunks = CHUNKS if batch_rows >= MIN_ROWS_PER_THREAD * CHUNKS else 1
+    if _few_nonzeros(units, batch_rows, nonzeros_per_row):
+        n_chunks = 1
     # BLAS layers inside threads need BLAS held to one thread of its own, which OpenBLAS
     # has been seen to honour only when set from the main thread: from other threads
     # BLAS plans work their chunks on one thread (still with BLAS held to one thread).
@@ -191,7 +211,7 @@ def plan(units, batch_rows, n_threads=None, hidden=None):
     rows_per_chunk = -(-batch_rows // n_chunks)
     if use_blas.any():
         tile_rows = BLAS_TILE_ROWS
-    elif hidden is not None and _shallow.is_shallow(units, hidden):
+    elif hidden is not None and not sparse and _shallow.is_shallow(units, hidden):
         tile_rows = SHALLOW_TILE_ROWS
     else:
         tile_rows = LOOP_TILE_ROWS
@@ -214,16 +234,19 @@ class Workspace:
     meets (``sync``) and, where each thread steps weights of its own, those copies and
     a second gradient buffer per chunk. ``tile`` and ``scratch_size`` make room for
     other plans of the same chunks too (see :meth:`fits`): a trainer keeps one workspace
-    per chunk count, as large as its largest batch needs, whatever the batch sizes.
+    per chunk count, as large as its largest batch needs, whatever the batch sizes. A
+    workspace made for a ``sparse`` X only (``gathers`` False) has no room for a tile of
+    dense input rows (on 10000 features, 80 kB a row).
     """
 
-    def __init__(self, network, run_plan, n_states=0, tile=0, scratch_size=0):
+    def __init__(self, network, run_plan, n_states=0, tile=0, scratch_size=0, sparse=False):
         dtype = network.dtype
         n_chunks, n_params = run_plan.n_chunks, network.n_params
         self.n_chunks, self.replicated = n_chunks, run_plan.replicated_step
         self.tile = max(tile, run_plan.tile)
         self.scratch_size = max(scratch_size, _blas_scratch_size(network, run_plan))
-        size = _layers.workspace_size(network.units, self.tile)
+        self.gathers = not sparse
+        size = _layers.workspace_size(network.units, self.tile, sparse)
         self.works = per_thread_zeros(n_chunks, size, dtype)
         n_buffers = 2 if run_plan.replicated_step else 1
         self.grads = per_thread_zeros(n_buffers * n_chunks, n_params, dtype)
@@ -238,15 +261,17 @@ class Workspace:
             for state in range(2)
         ]
 
-    def fits(self, network, run_plan):
+    def fits(self, network, run_plan, sparse=False):
         """Whether ``run_plan`` can run in these buffers: the same chunks and step, a
         tile and BLAS products no larger (a workspace row's layout is computed from the
-        plan's tile, so a longer row only leaves its end unused)."""
+        plan's tile, so a longer row only leaves its end unused), and room for the input
+        rows of a dense X."""
         return (
             run_plan.n_chunks == self.n_chunks
             and run_plan.replicated_step == self.replicated
             and run_plan.tile <= self.tile
             and _blas_scratch_size(network, run_plan) <= self.scratch_size
+            and (sparse or self.gathers)
         )
 
     @property
@@ -268,9 +293,9 @@ def _tile_kernel(dtype, shallow_kind):
     return CompiledKernel(kernel, _layers.tile_gradient_signature(dtype))
 
 
-def _tile_kernel_for(network, hidden, output):
+def _tile_kernel_for(network, hidden, output, sparse=False):
     units = network.units
-    shallow = _shallow.is_shallow(units, hidden)
+    shallow = not sparse and _shallow.is_shallow(units, hidden)
     kind = (int(units[0]), int(units[2]), int(output)) if shallow else None
     return _tile_kernel(network.dtype, kind)
 
@@ -307,35 +332,72 @@ def _kernel_array(values, dtype):
     return np.require(values, dtype=dtype, requirements=("C", "A"))
 
 
+def _kernel_X(X, dtype):
+    """X as the kernels take it: a dense array (see ``_kernel_array``), or a SciPy sparse
+    matrix as CSR rows (``_sparse.as_csr``: never densified)."""
+    if scipy.sparse.issparse(X):
+        return _sparse.as_csr(X, dtype)
+    return _kernel_array(X, dtype)
+
+
 def _kernel_arrays(X, Y, sample_weight, dtype):
     if sample_weight is None:
         sample_weight = _empty_weights(dtype)
-    return tuple(_kernel_array(values, dtype) for values in (X, Y, sample_weight))
+    return _kernel_X(X, dtype), _kernel_array(Y, dtype), _kernel_array(sample_weight, dtype)
 
 
-def _check_data(network, X, Y, sample_weight, order=None):
-    """Shapes and dtypes the kernels rely on, checked before any of them runs: they index
-    X, Y, sample_weight and order without bounds checks."""
+def _read_only(values):
+    """A read-only view: the kernels' data has one type whatever the caller's flags."""
+    view = values.view()
+    view.flags.writeable = False
+    return view
+
+
+def _kernel_data(network, X, Y, sample_weight, order):
+    """The kernels' :data:`~fastmlp.kernels._layers.Data` of X (dense, or a CSR matrix), Y
+    (None: a forward pass), sample_weight and order (as :meth:`Trainer.prepare` returns
+    them; ``order`` int64). Every shape and dtype, and a sparse X's structure, is checked
+    before any kernel runs: the kernels index all of them without bounds checks."""
     units, dtype = network.units, network.dtype
-    for name, values, ndim in (("X", X, 2), ("Y", Y, 2), ("sample_weight", sample_weight, 1)):
+    forward_only = Y is None
+    if forward_only:
+        Y = np.empty((0, units[-1]), dtype)
+    if scipy.sparse.issparse(X):
+        X_data, X_indices, X_indptr = _sparse.csr_arrays(X, dtype)
+        dense = np.empty((0, X.shape[1]), dtype)
+    else:
+        dense = X
+        X_data, X_indices, X_indptr = (np.empty(0, kind) for kind in (dtype, np.int32, np.int64))
+    for name, values, ndim in (("X", dense, 2), ("Y", Y, 2), ("sample_weight", sample_weight, 1)):
         if not isinstance(values, np.ndarray) or values.ndim != ndim or values.dtype != dtype:
             raise ValueError(f"{name} must be a {ndim}-d {dtype} array for this network.")
-        if not values.flags.c_contiguous:
-            raise ValueError(f"{name} must be C-contiguous.")
-    if X.shape[1] != units[0]:
-        raise ValueError(f"X has {X.shape[1]} features, but the network takes {units[0]}.")
-    if Y.shape != (X.shape[0], units[-1]):
+        if not (values.flags.c_contiguous and values.flags.aligned):
+            raise ValueError(f"{name} must be C-contiguous and aligned.")
+    n_rows, n_features = X.shape
+    if n_features != units[0]:
+        raise ValueError(f"X has {n_features} features, but the network takes {units[0]}.")
+    if Y.shape != (0 if forward_only else n_rows, units[-1]):
         raise ValueError(
-            f"Y must have shape ({X.shape[0]}, {units[-1]}) for this X and network, "
+            f"Y must have shape ({n_rows}, {units[-1]}) for this X and network, "
             f"got {Y.shape}."
         )
-    if sample_weight.shape[0] not in (0, X.shape[0]):
-        raise ValueError(
-            f"sample_weight has {sample_weight.shape[0]} values for {X.shape[0]} rows."
-        )
-    if order is not None and order.shape[0] > 0:
-        if order.ndim != 1 or order.min() < 0 or order.max() >= X.shape[0]:
-            raise ValueError(f"order must hold row indices of X, in [0, {X.shape[0]}).")
+    if sample_weight.shape[0] not in (0, n_rows):
+        raise ValueError(f"sample_weight has {sample_weight.shape[0]} values for {n_rows} rows.")
+    if order.dtype != np.int64 or order.ndim != 1 or not order.flags.c_contiguous:
+        raise ValueError("order must be a 1-d C-contiguous int64 array.")
+    if order.shape[0] > 0 and (order.min() < 0 or order.max() >= n_rows):
+        raise ValueError(f"order must hold row indices of X, in [0, {n_rows}).")
+    return _layers.Data(
+        _read_only(dense), _read_only(Y), _read_only(sample_weight), order,
+        *(_read_only(values) for values in (X_data, X_indices, X_indptr)),
+    )
+
+
+def _nonzeros_per_row(data):
+    """A sparse X's mean count of nonzeros a row, as :func:`plan` takes it (None: dense)."""
+    if data.X_indptr.shape[0] == 0:
+        return None
+    return data.X_indptr[-1] / max(data.X_indptr.shape[0] - 1, 1)
 
 
 def _batch_gradient(run_plan):
@@ -347,7 +409,8 @@ def _batch_gradient(run_plan):
 def loss_and_gradients(
     coefs, intercepts, X, Y, activation, output, alpha, sample_weight, n_threads=None
 ):
-    """The Numba engine's ``loss_and_gradients`` (inputs validated by the caller).
+    """The Numba engine's ``loss_and_gradients`` (inputs validated by the caller; X dense
+    or a SciPy sparse matrix, which runs as CSR rows, never densified).
 
     The rows are worked ``SEGMENT_ROWS`` at a time, one engine call each (so Ctrl-C is
     honoured between them), each split into the plan's chunks; the segments' gradients
@@ -355,24 +418,24 @@ def loss_and_gradients(
     network = FlatNetwork.from_arrays(coefs, intercepts)
     dtype = network.dtype
     X, Y, sample_weight = _kernel_arrays(X, Y, sample_weight, dtype)
-    _check_data(network, X, Y, sample_weight)
     n = X.shape[0]
+    data = _kernel_data(network, X, Y, sample_weight, np.arange(n, dtype=np.int64))
+    nonzeros = _nonzeros_per_row(data)
     hidden, out = _codes(activation, output)
-    run_plan = plan(network.units, min(n, SEGMENT_ROWS), n_threads, hidden)
-    work = Workspace(network, run_plan)
+    run_plan = plan(network.units, min(n, SEGMENT_ROWS), n_threads, hidden, nonzeros)
+    work = Workspace(network, run_plan, sparse=nonzeros is not None)
     batch_gradient = _batch_gradient(run_plan)
-    tile_kernel = _tile_kernel_for(network, hidden, out)
-    order = np.arange(n, dtype=np.int64)
+    tile_kernel = _tile_kernel_for(network, hidden, out, nonzeros is not None)
     grad = work.grads[0, : network.n_params]  # (its row is padded)
     total = grad if n <= SEGMENT_ROWS else np.zeros_like(grad)
     data_loss = dtype.type(0)
     with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
         for start in range(0, n, SEGMENT_ROWS):
             data_loss += batch_gradient(
-                tile_kernel, X, Y, sample_weight, order, start, min(start + SEGMENT_ROWS, n),
-                network.theta, network.units, network.coef_off, network.int_off,
-                run_plan.use_blas, hidden, out, run_plan.tile, work.works, work.gradient,
-                work.scratch, work.chunk_losses, _layers.PHASE_BACKWARD,
+                tile_kernel, data, start, min(start + SEGMENT_ROWS, n), network.theta,
+                network.units, network.coef_off, network.int_off, run_plan.use_blas, hidden,
+                out, run_plan.tile, work.works, work.gradient, work.scratch, work.chunk_losses,
+                _layers.PHASE_BACKWARD,
             )
             if total is not grad:
                 total += grad
@@ -388,28 +451,34 @@ def loss_and_gradients(
 
 def predict(network, X, activation, output):
     """The network's output for every row of ``X`` (probabilities or predictions), worked
-    ``SEGMENT_ROWS`` rows per engine call (so Ctrl-C is honoured between them)."""
-    X = _kernel_array(X, network.dtype)
+    ``SEGMENT_ROWS`` rows per engine call (so Ctrl-C is honoured between them). X is
+    dense, or a SciPy sparse matrix, which runs as CSR rows (never densified)."""
+    X = _kernel_X(X, network.dtype)
     if X.ndim != 2 or X.shape[1] != network.units[0]:
         raise ValueError(
             f"X must be 2-d with {network.units[0]} features for this network, "
             f"got shape {X.shape}."
         )
+    data = _kernel_data(network, X, None, _empty_weights(network.dtype), _NO_ROWS)
+    nonzeros = _nonzeros_per_row(data)
+    sparse = nonzeros is not None
     hidden, out_code = _codes(activation, output)
-    run_plan = plan(network.units, min(X.shape[0], SEGMENT_ROWS), 1, hidden)
+    run_plan = plan(network.units, min(X.shape[0], SEGMENT_ROWS), 1, hidden, nonzeros)
     tile = run_plan.tile
-    work = np.empty(_layers.workspace_size(network.units, tile), dtype=network.dtype)
+    work = np.empty(_layers.workspace_size(network.units, tile, sparse), dtype=network.dtype)
     out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
-    tile_kernel = _tile_kernel_for(network, hidden, out_code)
+    tile_kernel = _tile_kernel_for(network, hidden, out_code, sparse)
     for start in range(0, X.shape[0], SEGMENT_ROWS):
         stop = min(start + SEGMENT_ROWS, X.shape[0])
+        rows = data._replace(order=np.arange(start, stop, dtype=np.int64))
         _layers.forward_rows(
-            tile_kernel, X[start:stop], network.theta, network.units, network.coef_off,
+            tile_kernel, rows, network.theta, network.units, network.coef_off,
             network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out[start:stop],
         )
     return out
 
 
+_NO_ROWS = np.empty(0, dtype=np.int64)
 _NO_SHUFFLE = np.empty(0, dtype=np.uint32)
 
 
@@ -484,24 +553,30 @@ class Trainer:
         self.state_2[:] = 0
         self.adam_step = 0
 
-    def _plan_for(self, batch_rows):
+    def _plan_for(self, batch_rows, nonzeros_per_row=None):
         """The plan, its buffers and its thread choice (None where the count is not
-        fastmlp's to choose), made once per batch size. The buffers are one workspace per
-        chunk count, grown to the largest plan that used it (memory stays bounded by the
-        largest batch, however many batch sizes are seen)."""
-        key = (batch_rows, in_main_thread())  # see plan(): BLAS plans depend on the thread
+        fastmlp's to choose), made once per batch size and kind of X (dense, or sparse
+        with few or many nonzeros a batch: see :func:`plan`). The buffers are one
+        workspace per chunk count, grown to the largest plan that used it (memory stays
+        bounded by the largest batch, however many batch sizes are seen)."""
+        units = self.network.units
+        sparse = nonzeros_per_row is not None
+        kind = _few_nonzeros(units, batch_rows, nonzeros_per_row) if sparse else None
+        key = (batch_rows, in_main_thread(), kind)  # see plan(): BLAS plans depend on the thread
         if key not in self._plans:
-            run_plan = plan(self.network.units, batch_rows, self.n_threads, self.hidden)
+            run_plan = plan(units, batch_rows, self.n_threads, self.hidden, nonzeros_per_row)
             choice = None
             if run_plan.parallel and self.n_threads is None:
                 choice = ThreadChoice(run_plan.n_threads)
             self._plans[key] = (run_plan, choice)
         run_plan, choice = self._plans[key]
         work = self._workspaces.get(run_plan.n_chunks)
-        if work is None or not work.fits(self.network, run_plan):
+        if work is None or not work.fits(self.network, run_plan, sparse):
             n_states = 2 if self.solver == "adam" else 1
             tile, scratch = (0, 0) if work is None else (work.tile, work.scratch_size)
-            work = Workspace(self.network, run_plan, n_states, tile, scratch)
+            # Room for dense rows once any run needed it: a workspace serves both kinds.
+            sparse = sparse and (work is None or not work.gathers)
+            work = Workspace(self.network, run_plan, n_states, tile, scratch, sparse)
             self._workspaces[run_plan.n_chunks] = work
         return run_plan, work, choice
 
@@ -510,47 +585,43 @@ class Trainer:
         """Train ``n_epochs`` epochs over the rows ``order`` of X; return each epoch's loss.
 
         ``X``, ``Y`` and ``sample_weight`` must be as :meth:`prepare` returns them
-        (C-contiguous and aligned, in the network's dtype); ``order`` is the epoch's
-        sample order. Given ``random_state`` (a ``numpy.random.RandomState``), ``order``
-        (then a writable C-contiguous int64 array) is shuffled in place before each epoch,
-        with the same draws and result as ``random_state.shuffle(order)``: in compiled
-        code on an MT19937 generator (the usual one), by that call on any other.
-        ``last_phase`` (``fastmlp.kernels._layers.PHASE_*``) stops each batch early, for
-        profiling; the weights then stay as they are.
+        (C-contiguous and aligned, in the network's dtype; X dense, or a CSR matrix whose
+        values are in that dtype); ``order`` is the epoch's sample order. Given
+        ``random_state`` (a ``numpy.random.RandomState``), ``order`` (then a writable
+        C-contiguous int64 array) is shuffled in place before each epoch, with the same
+        draws and result as ``random_state.shuffle(order)``: in compiled code on an MT19937
+        generator (the usual one), by that call on any other. ``last_phase``
+        (``fastmlp.kernels._layers.PHASE_*``) stops each batch early, for profiling; the
+        weights then stay as they are.
 
         Raises :class:`TrainingInterrupted` on Ctrl-C, which is honoured within about
         ``SECONDS_PER_CALL``: long epochs run over several engine calls.
         """
-        _check_data(self.network, X, Y, sample_weight)
         if random_state is None:
             order = np.require(order, dtype=np.int64, requirements=("C", "W"))
-            _check_data(self.network, X, Y, sample_weight, order)
-            return self._train(X, Y, sample_weight, order, _NO_SHUFFLE, learning_rate,
-                               n_epochs, last_phase)
-        if order.dtype != np.int64 or not order.flags.c_contiguous or not order.flags.writeable:
+        elif order.dtype != np.int64 or not order.flags.c_contiguous or not order.flags.writeable:
             raise ValueError("order must be a writable C-contiguous int64 array to shuffle.")
-        _check_data(self.network, X, Y, sample_weight, order)
+        data = _kernel_data(self.network, X, Y, sample_weight, order)
+        if random_state is None:
+            return self._train(data, _NO_SHUFFLE, learning_rate, n_epochs, last_phase)
         shuffle_state = _random.shuffle_state(random_state, order.shape[0])
         if shuffle_state is not None:
             with random_state._bit_generator.lock:  # as RandomState.shuffle holds it
-                return self._train(X, Y, sample_weight, order, shuffle_state, learning_rate,
-                                   n_epochs, last_phase)
+                return self._train(data, shuffle_state, learning_rate, n_epochs, last_phase)
         losses = []
         for _ in range(n_epochs):
-            random_state.shuffle(order)
+            random_state.shuffle(order)  # in place: data.order is this array
             try:
-                losses.append(self._train(X, Y, sample_weight, order, _NO_SHUFFLE,
-                                          learning_rate, 1, last_phase))
+                losses.append(self._train(data, _NO_SHUFFLE, learning_rate, 1, last_phase))
             except TrainingInterrupted as interrupted:
                 raise TrainingInterrupted(np.concatenate(losses + [interrupted.losses])) from None
         return np.concatenate(losses)
 
-    def _train(self, X, Y, sample_weight, order, shuffle_state, learning_rate, n_epochs,
-               last_phase):
+    def _train(self, data, shuffle_state, learning_rate, n_epochs, last_phase):
         """The epochs in engine calls of about ``SECONDS_PER_CALL``: whole epochs where
         one is shorter, else parts of an epoch, a whole number of batches each. Where
         the calls are cut depends on the measured speed; the results do not."""
-        n = order.shape[0]
+        n = data.order.shape[0]
         if n == 0:
             raise ValueError("An epoch needs at least one row: order is empty.")
         batch_size = min(self.batch_size, n)
@@ -561,13 +632,13 @@ class Trainer:
                 rows = self._rows_per_call(batch_size, n * (n_epochs - done))
                 if row == 0 and rows >= n:
                     epochs = min(n_epochs - done, rows // n)
-                    self._call(X, Y, sample_weight, order, shuffle_state, learning_rate,
-                               batch_size, 0, n, sums[done : done + epochs], last_phase)
+                    self._call(data, shuffle_state, learning_rate, batch_size, 0, n,
+                               sums[done : done + epochs], last_phase)
                     done += epochs
                 else:
                     stop = min(row + rows, n)
-                    self._call(X, Y, sample_weight, order, shuffle_state, learning_rate,
-                               batch_size, row, stop, sums[done : done + 1], last_phase)
+                    self._call(data, shuffle_state, learning_rate, batch_size, row,
+                               stop, sums[done : done + 1], last_phase)
                     row = 0 if stop == n else stop
                     done += stop == n
         except KeyboardInterrupt:
@@ -580,11 +651,12 @@ class Trainer:
         rows = min(SECONDS_PER_CALL / max(self.seconds_per_row, 1e-12), rows_left)
         return max(batch_size, int(rows) // batch_size * batch_size)
 
-    def _call(self, X, Y, sample_weight, order, shuffle_state, learning_rate, batch_size,
-              first_row, stop_row, epoch_sums, last_phase):
+    def _call(self, data, shuffle_state, learning_rate, batch_size, first_row, stop_row,
+              epoch_sums, last_phase):
         """One engine call: ``len(epoch_sums)`` epochs over rows ``first_row`` to
-        ``stop_row`` of ``order`` (see ``_training._member_epochs``)."""
-        run_plan, work, choice = self._plan_for(batch_size)
+        ``stop_row`` of ``data.order`` (see ``_training._member_epochs``)."""
+        nonzeros = _nonzeros_per_row(data)
+        run_plan, work, choice = self._plan_for(batch_size, nonzeros)
         network = self.network
         t = network.dtype.type
         if last_phase != _layers.PHASE_UPDATE:  # profiling: one count, as asked
@@ -598,8 +670,9 @@ class Trainer:
         with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
             work.sync[:] = 0
             self.adam_step = driver(
-                _member_kernel(network.dtype), _tile_kernel_for(network, self.hidden, self.output),
-                _step_kernel(network.dtype, solver), X, Y, sample_weight, order, shuffle_state,
+                _member_kernel(network.dtype),
+                _tile_kernel_for(network, self.hidden, self.output, nonzeros is not None),
+                _step_kernel(network.dtype, solver), data, shuffle_state,
                 batch_size, epoch_sums.shape[0], first_row, stop_row, network.theta,
                 network.units, network.coef_off, network.int_off, run_plan.use_blas,
                 self.hidden, self.output, self.alpha, run_plan.tile, work.works, work.grads,
@@ -615,7 +688,12 @@ class Trainer:
             choice.record(n_threads, seconds_per_row)
 
     def prepare(self, X, Y, sample_weight=None):
-        """X, Y and sample_weight as the kernels take them (empty weights for none)."""
+        """X, Y and sample_weight as the kernels take them (empty weights for none).
+
+        A SciPy sparse X (any format) comes back as a CSR matrix in the network's dtype
+        (``_sparse.as_csr``: a copy of the sparse arrays only where they change), which
+        trains on its nonzeros, never densified; a dense X as a C-contiguous aligned
+        array."""
         return _kernel_arrays(X, Y, sample_weight, self.network.dtype)
 
 

@@ -6,7 +6,12 @@ coef, row-major, then every intercept); ``coef_off[l]`` and ``int_off[l]`` locat
 layout, so an optimizer step is one loop over a flat vector.
 
 Per tile of at most ``tile`` rows a workspace holds the gathered input rows and, for
-every layer, its pre-activations ``z``, activations ``a`` and errors ``delta``.
+every layer, its pre-activations ``z``, activations ``a`` and errors ``delta``. A sparse
+X (CSR rows, see ``fastmlp.kernels._sparse``) is never gathered: the first layer's
+products run over each row's nonzeros, and its workspace has no block of input rows.
+
+The kernels read their data (X, the targets, the sample weights, the sample order and
+X's CSR arrays) as one argument, a :data:`Data`.
 
 Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
 ``fastmlp.kernels.plan``):
@@ -18,6 +23,8 @@ Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
   layers are dominated by the products, where BLAS's blocked kernels win.
 """
 
+from collections import namedtuple
+
 import numpy as np
 from numba import from_dtype, njit, types
 
@@ -28,6 +35,7 @@ from fastmlp.kernels._math import (
     output_loss_and_delta,
     scale_by_derivative,
 )
+from fastmlp.kernels._sparse import sparse_forward, sparse_gradient
 
 #: How far a profiling run goes (``fastmlp profile``): gather the batch's rows only, then
 #: also the forward pass, then also the backward pass; training runs all and updates.
@@ -37,35 +45,68 @@ PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
 #: the gradient: a loop over 1 or 2 outputs cannot vectorize, one over the inputs can.
 NARROW_OUTPUTS = 8
 
+#: What a kernel reads of the data, in one argument: ``X`` (n_rows, n_features), dense,
+#: or with 0 rows when X is sparse; ``Y`` the targets (0 rows: a forward pass only);
+#: ``sample_weight`` (empty for unit weights); ``order`` the sample order, the rows a
+#: kernel's positions ``start`` to ``start + rows`` stand for (shuffled in place between
+#: epochs); and a sparse X's CSR arrays ``X_data``, ``X_indices`` (int32 column indices)
+#: and ``X_indptr`` (int64 row pointers), all three empty when X is dense.
+Data = namedtuple("Data", "X Y sample_weight order X_data X_indices X_indptr")
+
+
+def data_type(dtype):
+    """The Numba type of a :data:`Data` in ``dtype``, as ``fastmlp.kernels._api`` builds
+    it: every array C-contiguous and aligned, and all but ``order`` (which the epochs
+    shuffle) read-only, so the type is the same whatever the caller's arrays allow."""
+    real = from_dtype(np.dtype(dtype))
+
+    def read_only(element, ndim):
+        return types.Array(element, ndim, "C", readonly=True)
+
+    return types.NamedTuple(
+        [read_only(real, 2), read_only(real, 2), read_only(real, 1), types.int64[::1],
+         read_only(real, 1), read_only(types.int32, 1), read_only(types.int64, 1)],
+        Data,
+    )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def is_sparse(data):
+    """Whether X is given as CSR rows (a CSR matrix has n_rows + 1 row pointers)."""
+    return data.X_indptr.shape[0] > 0
+
 
 @njit(cache=True, error_model="numpy")
-def _layer_start(units, tile, layer):
+def _layer_start(units, tile, layer, sparse):
     """Where ``layer``'s blocks start in a workspace; for one past the last layer, its
-    size. The input rows come first, then per layer its z, a and delta blocks and, for
-    a narrow layer, a block for W.T and one for the transposed gradient."""
-    offset = tile * units[0]
+    size. The input rows come first (none for a sparse X), then per layer its z, a and
+    delta blocks and, for a narrow layer run on the loops, a block for W.T and one for
+    the transposed gradient (a sparse X's first layer runs on neither)."""
+    offset = 0 if sparse else tile * units[0]
     for below in range(layer):
         offset += 3 * tile * units[below + 1]
-        if units[below + 1] < NARROW_OUTPUTS:
+        if units[below + 1] < NARROW_OUTPUTS and not (sparse and below == 0):
             offset += 2 * units[below] * units[below + 1]
     return offset
 
 
 @njit(cache=True, error_model="numpy")
-def layer_offsets(units, tile, layer):
+def layer_offsets(units, tile, layer, sparse):
     """Where ``layer``'s z, a and delta blocks and its transposed blocks start in a
     workspace (computed, not stored: a tile pays no allocation for them)."""
-    z = _layer_start(units, tile, layer)
+    z = _layer_start(units, tile, layer, sparse)
     block = tile * units[layer + 1]
     return z, z + block, z + 2 * block, z + 3 * block
 
 
-def workspace_size(units, tile):
+def workspace_size(units, tile, sparse=False):
+    """A workspace's length for tiles of ``tile`` rows, dense or sparse X; the dense
+    layout's is the larger, so its workspace serves sparse rows too."""
     units = np.asarray(units, dtype=np.int64)
     # As Python: a call from Python would compile it on its own, for a few loop steps
     # (with the JIT off it is Python already).
     layer_start = getattr(_layer_start, "py_func", _layer_start)
-    return int(layer_start(units, tile, units.shape[0] - 1))
+    return int(layer_start(units, tile, units.shape[0] - 1, sparse))
 
 
 @njit(cache=True, error_model="numpy")
@@ -297,33 +338,40 @@ def _backprop_narrow(D, WT, D_prev, rows):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def tile_gradient(
-    X, Y, sample_weight, order, start, rows, theta, units, coef_off, int_off, use_blas,
-    hidden, output, tile, work, grad, scratch, overwrite, last_phase,
+    data, start, rows, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work,
+    grad, scratch, overwrite, last_phase,
 ):
-    """Forward and backward over rows ``order[start:start + rows]``, gradient into ``grad``.
+    """Forward and backward over rows ``data.order[start:start + rows]``, gradient into
+    ``grad``.
 
     With ``overwrite`` the tile's gradient replaces what ``grad`` held (the first tile of a
     chunk: no separate zeroing pass, and a BLAS product lands in place); otherwise it is
     added.
 
-    Given no targets (``Y`` with 0 rows) only the forward pass runs, and the output is
-    left in the workspace. ``grad`` receives the unnormalised sums ``A.T @ delta`` and
-    ``delta.sum(0)``, with the output error weighted by ``sample_weight`` (empty for unit
-    weights). ``scratch`` holds a BLAS product before it is added to ``grad``. Returns
-    the weighted sum of row losses.
+    Given no targets (``data.Y`` with 0 rows) only the forward pass runs, and the output
+    is left in the workspace. ``grad`` receives the unnormalised sums ``A.T @ delta`` and
+    ``delta.sum(0)``, with the output error weighted by ``data.sample_weight`` (empty for
+    unit weights). ``scratch`` holds a BLAS product before it is added to ``grad``.
+    Returns the weighted sum of row losses.
+
+    A sparse X's first layer runs on its nonzeros (``_sparse``), whatever ``use_blas``
+    says of it; its rows are not gathered.
     """
     t = theta.dtype.type
     n_layers = units.shape[0] - 1
-    # Decided at run time, not by a literal flag: one compiled signature serves both.
+    X, Y, sample_weight, order = data.X, data.Y, data.sample_weight, data.order
+    # Decided at run time, not by literal flags: one compiled signature serves all.
     backward = Y.shape[0] > 0
+    sparse = is_sparse(data)
 
     # Explicit loops instead of array assignment: Numba's broadcasting setitem costs
     # seconds of compile time per signature.
-    inputs = work[: tile * units[0]].reshape((tile, units[0]))  # the workspace's first block
-    for i in range(rows):
-        row = order[start + i]
-        for k in range(units[0]):
-            inputs[i, k] = X[row, k]
+    inputs = work[: 0 if sparse else tile * units[0]].reshape((-1, units[0]))  # first block
+    if not sparse:
+        for i in range(rows):
+            row = order[start + i]
+            for k in range(units[0]):
+                inputs[i, k] = X[row, k]
     if last_phase == PHASE_GATHER:
         return t(0)
 
@@ -334,16 +382,19 @@ def tile_gradient(
         fan_in, fan_out = units[layer], units[layer + 1]
         W = _block(theta, coef_off[layer], fan_in, fan_out)
         b = theta[int_off[layer] : int_off[layer] + fan_out]
-        z_off, a_off, d_off, t_off = layer_offsets(units, tile, layer)
+        z_off, a_off, d_off, t_off = layer_offsets(units, tile, layer, sparse)
         Z = _block(work, z_off, tile, fan_out)
         out = _block(work, a_off, tile, fan_out)
-        narrow = fan_out < NARROW_OUTPUTS
-        if use_blas[layer]:
+        on_nonzeros = sparse and layer == 0
+        if on_nonzeros:
+            sparse_forward(data.X_data, data.X_indices, data.X_indptr, order, start, rows, W,
+                           b, Z)
+        elif use_blas[layer]:
             np.dot(A[:rows], W, Z[:rows])
             for i in range(rows):
                 for j in range(fan_out):
                     Z[i, j] += b[j]
-        elif narrow:
+        elif fan_out < NARROW_OUTPUTS:
             WT = _block(work, t_off, fan_out, fan_in)
             _transpose(W, WT)
             _dense_narrow(A, WT, b, Z, rows)
@@ -366,11 +417,13 @@ def tile_gradient(
         W = _block(theta, coef_off[layer], fan_in, fan_out)
         G = _block(grad, coef_off[layer], fan_in, fan_out)
         g = grad[int_off[layer] : int_off[layer] + fan_out]
-        _, _, d_off, t_off = layer_offsets(units, tile, layer)
-        z_in, a_in, d_in, _ = layer_offsets(units, tile, max(layer - 1, 0))
+        _, _, d_off, t_off = layer_offsets(units, tile, layer, sparse)
+        z_in, a_in, d_in, _ = layer_offsets(units, tile, max(layer - 1, 0), sparse)
         D = _block(work, d_off, tile, fan_out)
         A_in = inputs if layer == 0 else _block(work, a_in, tile, fan_in)
-        narrow = fan_out < NARROW_OUTPUTS and not use_blas[layer]
+        on_nonzeros = sparse and layer == 0
+        blas = use_blas[layer] and not on_nonzeros
+        narrow = fan_out < NARROW_OUTPUTS and not use_blas[layer] and not on_nonzeros
         if narrow:
             # W.T is in the workspace from the forward pass; the transposed gradient follows.
             WT = _block(work, t_off, fan_out, fan_in)
@@ -380,11 +433,14 @@ def tile_gradient(
         if overwrite:
             for j in range(fan_out):
                 g[j] = 0
-            if not use_blas[layer]:
+            if not blas:
                 for k in range(fan_in):
                     for j in range(fan_out):
                         G[k, j] = 0
-        if use_blas[layer]:
+        if on_nonzeros:
+            sparse_gradient(data.X_data, data.X_indices, data.X_indptr, order, start, rows, D,
+                            G, g)
+        elif blas:
             if overwrite:
                 np.dot(A_in[:rows].T, D[:rows], G)
             else:
@@ -418,18 +474,12 @@ def tile_gradient(
 
 def tile_gradient_signature(dtype):
     """The one signature :func:`tile_gradient` is compiled for in ``dtype``: the argument
-    types its callers pass, all arrays C-contiguous and aligned. The data (X, Y,
-    sample_weight and order), which it only reads, may also be read-only, as a user's
-    arrays can be (a read-only memory map)."""
+    types its callers pass, all arrays C-contiguous and aligned, the data as
+    :func:`data_type` says."""
     real = from_dtype(np.dtype(dtype))
     vector, indices, int64 = real[::1], types.int64[::1], types.int64
-
-    def data(element, ndim):
-        return types.Array(element, ndim, "C", readonly=True)
-
     return real(
-        data(real, 2), data(real, 2), data(real, 1), data(int64, 1),  # X, Y, weights, order
-        int64, int64, vector, indices, indices, indices,  # start, rows, theta, units, offsets
+        data_type(dtype), int64, int64, vector, indices, indices, indices,  # data, start, ...
         types.boolean[::1], int64, int64, int64,  # use_blas, hidden, output, tile
         vector, vector, vector, types.boolean, int64,  # work, grad, scratch, overwrite, phase
     )
@@ -437,24 +487,23 @@ def tile_gradient_signature(dtype):
 
 @njit(cache=True, error_model="numpy")
 def forward_rows(
-    tile_kernel, X, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work, out,
+    tile_kernel, data, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work,
+    out,
 ):
-    """out = the network's output for every row of X, tile by tile (forward pass only).
+    """out[i] = the network's output for row ``data.order[i]`` of X, tile by tile (forward
+    pass only; ``data.Y`` has no rows).
 
     ``tile_kernel`` is :func:`tile_gradient` (or its fused form, ``_shallow.py``), compiled
     for X's dtype and passed by address (``fastmlp.kernels._calls``).
     """
-    n = X.shape[0]
-    order = np.arange(n)
-    no_targets = np.empty((0, units[-1]), X.dtype)
-    no_weights = np.empty(0, X.dtype)
-    output_off = layer_offsets(units, tile, units.shape[0] - 2)[1]
+    n = data.order.shape[0]
+    output_off = layer_offsets(units, tile, units.shape[0] - 2, is_sparse(data))[1]
     result = _block(work, output_off, tile, units[-1])
     for start in range(0, n, tile):
         rows = min(tile, n - start)
         tile_kernel(
-            X, no_targets, no_weights, order, start, rows, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, work, theta, theta, False, PHASE_FORWARD,
+            data, start, rows, theta, units, coef_off, int_off, use_blas, hidden, output,
+            tile, work, theta, theta, False, PHASE_FORWARD,
         )
         for i in range(rows):
             for j in range(result.shape[1]):

@@ -14,7 +14,7 @@ gradients are distinct functions rather than one function compiled twice.
 import numpy as np
 from numba import from_dtype, njit, prange, types
 
-from fastmlp.kernels._layers import PHASE_UPDATE
+from fastmlp.kernels._layers import PHASE_UPDATE, data_type
 from fastmlp.kernels._math import quotient
 from fastmlp.kernels._random import shuffle
 from fastmlp.kernels._team import RESULT, barrier, join
@@ -25,8 +25,8 @@ ADAM = 1
 
 @njit(cache=True, error_model="numpy")
 def _chunk_gradient(
-    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-    use_blas, hidden, output, tile, work, grad, scratch, last_phase,
+    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
+    output, tile, work, grad, scratch, last_phase,
 ):
     loss = theta.dtype.type(0)
     if start == stop:  # an empty chunk contributes nothing
@@ -35,8 +35,8 @@ def _chunk_gradient(
     for tile_start in range(start, stop, tile):
         rows = min(tile, stop - tile_start)
         loss += tile_kernel(
-            X, Y, sample_weight, order, tile_start, rows, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, work, grad, scratch, tile_start == start, last_phase,
+            data, tile_start, rows, theta, units, coef_off, int_off, use_blas, hidden, output,
+            tile, work, grad, scratch, tile_start == start, last_phase,
         )
     return loss
 
@@ -50,10 +50,11 @@ def _chunk_bounds(start, stop, n_chunks, chunk):
 
 @njit(cache=True, error_model="numpy")
 def batch_gradient_serial(
-    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-    use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
+    output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
-    """Unnormalised gradient of rows ``order[start:stop]`` into ``grads[0]``; one thread.
+    """Unnormalised gradient of rows ``data.order[start:stop]`` into ``grads[0]``; one
+    thread.
 
     The batch is split into the same ``grads.shape[0]`` chunks as
     :func:`batch_gradient_parallel` splits it, worked one after the other and summed in
@@ -63,17 +64,16 @@ def batch_gradient_serial(
     for chunk in range(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
         chunk_losses[chunk] = _chunk_gradient(
-            tile_kernel, X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, works[chunk], grads[chunk], scratch[chunk],
-            last_phase,
+            tile_kernel, data, lo, hi, theta, units, coef_off, int_off, use_blas, hidden,
+            output, tile, works[chunk], grads[chunk], scratch[chunk], last_phase,
         )
     return _sum_chunks(grads, chunk_losses)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def _chunk_gradients_parallel(
-    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-    use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
+    output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """One chunk of the batch per thread, each into its own ``grads[chunk]`` and
     ``chunk_losses[chunk]``, left unsummed. BLAS layers call BLAS from each thread
@@ -82,9 +82,8 @@ def _chunk_gradients_parallel(
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
         chunk_losses[chunk] = _chunk_gradient(
-            tile_kernel, X, Y, sample_weight, order, lo, hi, theta, units, coef_off, int_off,
-            use_blas, hidden, output, tile, works[chunk], grads[chunk], scratch[chunk],
-            last_phase,
+            tile_kernel, data, lo, hi, theta, units, coef_off, int_off, use_blas, hidden,
+            output, tile, works[chunk], grads[chunk], scratch[chunk], last_phase,
         )
 
 
@@ -100,13 +99,13 @@ def _sum_chunks(grads, chunk_losses):
 
 @njit(cache=True, error_model="numpy")
 def batch_gradient_parallel(
-    tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-    use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
+    output, tile, works, grads, scratch, chunk_losses, last_phase,
 ):
     """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order."""
     _chunk_gradients_parallel(
-        tile_kernel, X, Y, sample_weight, order, start, stop, theta, units, coef_off, int_off,
-        use_blas, hidden, output, tile, works, grads, scratch, chunk_losses, last_phase,
+        tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
+        output, tile, works, grads, scratch, chunk_losses, last_phase,
     )
     return _sum_chunks(grads, chunk_losses)
 
@@ -347,23 +346,24 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
 # data loss.
 @njit(cache=True, error_model="numpy")
 def _member_epochs(
-    member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
-    shuffle_state, batch_size, n_epochs, first_row, stop_row, theta, units, coef_off,
-    int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses,
-    solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-    adam_step, epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
+    member, team_size, sync, tile_kernel, step_kernel, data, shuffle_state, batch_size,
+    n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output,
+    alpha, tile, works, grads, scratch, chunk_losses, solver, state_1, state_2,
+    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses,
+    last_phase, theta_copies, state_1_copies, state_2_copies,
 ):
     """The work of team member ``member`` (see :func:`train_epochs_parallel`): after the
     handshake, that of members ``lo`` to ``hi - 1`` (all of them, alone), or none.
 
     Each epoch runs the batches that start at rows ``first_row`` (a multiple of
-    ``batch_size``) to ``stop_row`` of ``order``: ``0`` and ``len(order)`` for whole
+    ``batch_size``) to ``stop_row`` of ``data.order``: ``0`` and ``len(order)`` for whole
     epochs; a part of one epoch (``n_epochs`` 1) lets a long epoch run over several
     calls, so that Ctrl-C is honoured between them. The order is shuffled only before
     an epoch's first row. ``epoch_losses[e]`` gets the epoch's batch losses times their
     lengths added to what it held (the caller divides by the rows once an epoch is whole).
     """
     n_chunks = works.shape[0]
+    order, sample_weight = data.order, data.sample_weight
     lo, hi, team_size = join(sync, member, team_size, n_chunks)
     if hi == 0:
         return adam_step
@@ -402,8 +402,8 @@ def _member_epochs(
             for member in range(lo, hi):
                 chunk_lo, chunk_hi = _chunk_bounds(start, stop, n_chunks, member)
                 chunk_losses[losses + member] = _chunk_gradient(
-                    tile_kernel, X, Y, sample_weight, order, chunk_lo, chunk_hi, own_theta,
-                    units, coef_off, int_off, use_blas, hidden, output, tile, works[member],
+                    tile_kernel, data, chunk_lo, chunk_hi, own_theta, units, coef_off,
+                    int_off, use_blas, hidden, output, tile, works[member],
                     grads[buffer + member], scratch[member], last_phase,
                 )
             # Read before the barrier: once past it, the leader may shuffle the order.
@@ -443,17 +443,14 @@ def _member_epochs(
 
 def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
     """The one signature :func:`_member_epochs` is compiled for in ``dtype``, given the
-    types of the kernels it calls (the data it only reads may be read-only)."""
+    types of the kernels it calls (the data as ``_layers.data_type`` says)."""
     real = from_dtype(np.dtype(dtype))
     vector, matrix, int64 = real[::1], real[:, ::1], types.int64
     indices = int64[::1]
 
-    def data(ndim):
-        return types.Array(real, ndim, "C", readonly=True)
-
     return int64(
         int64, int64, indices, tile_kernel_type, step_kernel_type,  # member, ..., kernels
-        data(2), data(2), data(1), indices, types.uint32[::1], int64, int64,  # X, ..., n_epochs
+        data_type(dtype), types.uint32[::1], int64, int64,  # data, ..., n_epochs
         int64, int64,  # first_row, stop_row
         vector, indices, indices, indices, types.boolean[::1], int64, int64,  # theta, ..., output
         real, int64, matrix, matrix, matrix, vector,  # alpha, tile, works, ..., chunk_losses
@@ -465,32 +462,32 @@ def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
 
 @njit(cache=True, error_model="numpy")
 def train_epochs_alone(
-    member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state,
-    batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas,
-    hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
-    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
-    epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies, team_size, sync,
+    member_kernel, tile_kernel, step_kernel, data, shuffle_state, batch_size, n_epochs,
+    first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
+    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
+    theta_copies, state_1_copies, state_2_copies, team_size, sync,
 ):
     """:func:`train_epochs_parallel` on the calling thread alone: every member's work, in
     member order, with no parallel region; the same results, to the bit."""
     return member_kernel(
-        0, 1, sync, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state,
-        batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas,
-        hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
-        state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
-        epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
+        0, 1, sync, tile_kernel, step_kernel, data, shuffle_state, batch_size, n_epochs,
+        first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
+        tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
+        momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
+        theta_copies, state_1_copies, state_2_copies,
     )
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
 def train_epochs_parallel(
-    member_kernel, tile_kernel, step_kernel, X, Y, sample_weight, order, shuffle_state,
-    batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas,
-    hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver, state_1,
-    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step,
-    epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies, team_size, sync,
+    member_kernel, tile_kernel, step_kernel, data, shuffle_state, batch_size, n_epochs,
+    first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
+    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
+    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
+    theta_copies, state_1_copies, state_2_copies, team_size, sync,
 ):
-    """Run ``n_epochs`` epochs of minibatch training over the sample order ``order``,
+    """Run ``n_epochs`` epochs of minibatch training over the sample order ``data.order``,
     shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
     generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty;
     the rows of each epoch as :func:`_member_epochs` says.
@@ -520,11 +517,10 @@ def train_epochs_parallel(
     """
     for member in prange(works.shape[0]):
         member_kernel(
-            member, team_size, sync, tile_kernel, step_kernel, X, Y, sample_weight, order,
-            shuffle_state, batch_size, n_epochs, first_row, stop_row, theta, units, coef_off,
-            int_off, use_blas, hidden, output, alpha, tile, works, grads, scratch,
-            chunk_losses, solver, state_1, state_2, learning_rate, momentum, nesterov, beta_1,
-            beta_2, epsilon, adam_step, epoch_losses, last_phase, theta_copies,
-            state_1_copies, state_2_copies,
+            member, team_size, sync, tile_kernel, step_kernel, data, shuffle_state,
+            batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off,
+            use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver,
+            state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
+            adam_step, epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
         )
     return sync[RESULT]
