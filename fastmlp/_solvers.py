@@ -333,46 +333,58 @@ def forward(backend, coefs, intercepts, X, activation, output):
     return activations[-1]
 
 
-def lbfgs_objective(backend, units, X, Y, sample_weight, activation, output, alpha,
-                    n_threads):
+def lbfgs_objective(backend, units, weights_dtype, X, Y, sample_weight, activation, output,
+                    alpha, n_threads):
     """``packed -> (loss, gradient)`` in scikit-learn's ``_pack`` layout, for SciPy.
 
-    In float64 whatever the dtype of X, as scikit-learn's: SciPy's L-BFGS keeps its
-    vector in float64 and scikit-learn's ``_unpack`` makes the weights views of it. The
-    reference engine takes the weights in the dtype scikit-learn has them (that of X),
-    so their sum, the gradient's divisor, is rounded as scikit-learn's; the Numba
-    engine sums them in float64 (for float32 X: a relative 6e-8 from scikit-learn's).
+    SciPy evaluates the function at points in the dtype of the starting vector, the
+    packed weights (float32 weights: float32 points, each iterate rounded), while L-BFGS
+    keeps its own iterate in float64: scikit-learn's fitted weights are that float64
+    vector. The objective computes as scikit-learn's ``_backprop`` on weights of
+    ``weights_dtype``: on the backend, or on the promoting path where X or y is wider.
     """
     from fastmlp.kernels import FlatNetwork
 
     check_data_shapes(units, X, Y, sample_weight)
     if sample_weight is not None and sample_weight.sum() == 0:
         raise ZeroDivisionError("Weights sum to zero, can't be normalized")
-    dtype = np.dtype(np.float64)
-    layout = FlatNetwork(units, dtype)  # only its offsets, to unpack the vector
-    X = np.ascontiguousarray(X, dtype=dtype)
-    Y = np.ascontiguousarray(Y, dtype=dtype)
-    if backend == "numba":
+    dtype = np.dtype(weights_dtype)
+    layout = FlatNetwork(units, dtype)  # weights of the point evaluated, in their dtype
+    if np.result_type(dtype, X.dtype, Y.dtype) != dtype:
+
+        def gradient(coefs, intercepts):
+            loss, grads = promoting_loss_and_gradients(
+                coefs, intercepts, X, Y, activation, output, alpha, sample_weight
+            )
+            return loss, grads[: len(coefs)], grads[len(coefs) :]
+
+    elif backend == "numba":
         from fastmlp import kernels
 
+        X = np.ascontiguousarray(X, dtype=dtype)
+        Y = np.ascontiguousarray(Y, dtype=dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
 
-        def objective(packed):
-            layout.theta[:] = packed
-            loss, coef_grads, intercept_grads = kernels.loss_and_gradients(
-                layout.coefs, layout.intercepts, X, Y, activation, output, alpha,
-                sample_weight, n_threads,
+        def gradient(coefs, intercepts):
+            return kernels.loss_and_gradients(
+                coefs, intercepts, X, Y, activation, output, alpha, sample_weight, n_threads
             )
-            return float(loss), np.concatenate([g.ravel() for g in coef_grads + intercept_grads])
 
     else:
+        # The weights keep the dtype scikit-learn gives them (that of X): their sum, the
+        # gradient's divisor, is rounded as there.
+        X = np.asarray(X, dtype=dtype)
+        Y = np.asarray(Y, dtype=dtype)
 
-        def objective(packed):
-            layout.theta[:] = packed
-            loss, coef_grads, intercept_grads = reference.loss_and_gradients(
-                layout.coefs, layout.intercepts, X, Y, activation, output, alpha, sample_weight
+        def gradient(coefs, intercepts):
+            return reference.loss_and_gradients(
+                coefs, intercepts, X, Y, activation, output, alpha, sample_weight
             )
-            return float(loss), np.concatenate([g.ravel() for g in coef_grads + intercept_grads])
 
-    return objective, layout
+    def objective(packed):
+        layout.theta[:] = packed
+        loss, coef_grads, intercept_grads = gradient(layout.coefs, layout.intercepts)
+        return float(loss), np.concatenate([g.ravel() for g in coef_grads + intercept_grads])
+
+    return objective

@@ -31,6 +31,8 @@ def check_finite_array(array, name, dtype, ndim):
     """
     if scipy.sparse.issparse(array):
         raise ValueError(f"{name} must be a dense array; got a sparse matrix.")
+    if np.iscomplexobj(array):  # a cast to float would drop the imaginary parts
+        raise ValueError(f"Complex data not supported: {name} is complex.")
     try:
         array = np.asarray(array, dtype=dtype)
     except (TypeError, ValueError) as error:

@@ -41,7 +41,7 @@ from sklearn.utils.validation import (
 from fastmlp import _solvers, reference
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
 from fastmlp.activations import HIDDEN_ACTIVATIONS
-from fastmlp.kernels import TrainingInterrupted
+from fastmlp.kernels import FlatNetwork, TrainingInterrupted
 
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 #: Epochs run in one engine call take about this long, at most (one epoch may take more).
@@ -122,7 +122,7 @@ class _BaseMLP(BaseEstimator):
         if y.ndim == 1:
             y = y.reshape((-1, 1))
         layer_units = [X.shape[1]] + hidden_layer_sizes + [y.shape[1]]
-        if not first_pass:
+        if not first_pass and self.solver not in _STOCHASTIC_SOLVERS:
             layer_units = self._check_continued_network(layer_units)
         self.n_outputs_ = y.shape[1]
         self._random_state = self._seeded_random_state()
@@ -133,7 +133,8 @@ class _BaseMLP(BaseEstimator):
             X = X.toarray()
 
         if self.solver in _STOCHASTIC_SOLVERS:
-            self._fit_stochastic(X, y, sample_weight, layer_units, incremental)
+            self._fit_stochastic(X, y, sample_weight, layer_units, incremental,
+                                 continued=not first_pass)
         else:
             self._fit_lbfgs(X, y, sample_weight, layer_units)
 
@@ -308,7 +309,7 @@ class _BaseMLP(BaseEstimator):
             y_val = self._label_binarizer.inverse_transform(y_val)
         return X_train, X_val, y_train, y_val, y_val_targets, sw_train, sw_val
 
-    def _fit_stochastic(self, X, y, sample_weight, layer_units, incremental):
+    def _fit_stochastic(self, X, y, sample_weight, layer_units, incremental, continued=False):
         if self.early_stopping and incremental:
             raise ValueError("partial_fit does not support early_stopping=True")
         early_stopping = self.early_stopping
@@ -322,6 +323,10 @@ class _BaseMLP(BaseEstimator):
 
         n_samples = X_train.shape[0]
         batch_size = self._batch_size(n_samples)
+        # Where scikit-learn's checks come before its loop fails on a network that does
+        # not fit: after its own errors, as there.
+        if continued:
+            self._check_continued_network(layer_units)
         if not hasattr(self, "loss_curve_"):
             # Fitted by L-BFGS, which keeps no loss curve: scikit-learn's loop fails on
             # it after the first epoch; here before any.
@@ -478,7 +483,10 @@ class _BaseMLP(BaseEstimator):
         return max(n_epochs, 1)
 
     def _validation_loss(self, X_val, Y_val, sample_weight):
-        """The training loss (data term plus penalty) on the validation set."""
+        """The training loss (data term plus penalty) on the validation set: NaN where
+        its weights sum to zero (scikit-learn's score of it raises, or not, after)."""
+        if sample_weight is not None and np.sum(sample_weight) == 0:
+            return np.nan
         dense = X_val.toarray() if scipy.sparse.issparse(X_val) else X_val
         y_out = forward(self.backend, self.coefs_, self.intercepts_, dense, self.activation,
                         self.out_activation_)
@@ -512,13 +520,11 @@ class _BaseMLP(BaseEstimator):
                 self.best_loss_ = self.loss_curve_[-1]
 
     def _fit_lbfgs(self, X, y, sample_weight, layer_units):
-        # In float64 whatever the dtype of X, as scikit-learn's (see lbfgs_objective):
-        # the fitted weights are float64, and so are predictions from them.
-        objective, layout = lbfgs_objective(
-            self.backend, layer_units, X, y, sample_weight, self.activation,
+        packed = np.hstack([a.ravel() for a in self.coefs_ + self.intercepts_])
+        objective = lbfgs_objective(
+            self.backend, layer_units, packed.dtype, X, y, sample_weight, self.activation,
             self.out_activation_, self.alpha, self._n_threads(),
         )
-        packed = np.hstack([a.ravel() for a in self.coefs_ + self.intercepts_])
         result = scipy.optimize.minimize(
             objective, packed, method="L-BFGS-B", jac=True,
             options={"maxfun": self.max_fun, "maxiter": self.max_iter, "gtol": self.tol},
@@ -536,9 +542,12 @@ class _BaseMLP(BaseEstimator):
                 )
             warnings.warn(message, ConvergenceWarning, stacklevel=3)
         self.loss_ = result.fun
-        layout.theta[:] = result.x
-        self.coefs_ = [c.copy() for c in layout.coefs]
-        self.intercepts_ = [b.copy() for b in layout.intercepts]
+        # L-BFGS's own iterate, float64 whatever the weights were (scikit-learn's
+        # _unpack makes its weights views of it): predictions from them are float64.
+        fitted = FlatNetwork(layer_units, np.float64)
+        fitted.theta[:] = result.x
+        self.coefs_ = [c.copy() for c in fitted.coefs]
+        self.intercepts_ = [b.copy() for b in fitted.intercepts]
 
     # --- prediction -----------------------------------------------------------------------
 
@@ -895,10 +904,11 @@ def _labels_of(binarizer, y_pred):
 
 
 def _accuracy(y_true, y_pred, sample_weight=None):
-    """``accuracy_score``; labels in one column of one plain dtype skip its checks of
-    the targets (the validation score of every early-stopping epoch)."""
+    """``accuracy_score``; labels in one column of one plain dtype, with positive weights
+    if any, skip its checks (the validation score of every early-stopping epoch)."""
     if (
-        y_true.ndim == 1
+        (sample_weight is None or np.all(sample_weight > 0))
+        and y_true.ndim == 1
         and y_pred.shape == y_true.shape
         and y_true.dtype == y_pred.dtype
         and y_true.dtype.kind in "biuU"

@@ -159,14 +159,24 @@ def _one_hot(labels, n_classes):
 
 
 def _log_likelihood_gradient(W1, W2, X, labels, backend):
-    """The notebook's gradient, as minus scikit-learn's log-loss gradient (alpha = 0)."""
-    from fastmlp.engine import loss_and_gradients
+    """The notebook's gradient, as minus scikit-learn's log-loss gradient (alpha = 0).
 
+    The arguments are checked by the caller, once: a step that overflows leaves NaN
+    weights to the next, as in the notebook (and as the Numba engine's steps, all in
+    one call, do).
+    """
     coefs, intercepts = _to_layers(W1, W2)
     Y = _one_hot(labels, W2.shape[1])
-    _, coef_grads, intercept_grads = loss_and_gradients(
-        coefs, intercepts, X, Y, activation="relu", output="softmax", backend=backend
-    )
+    if backend == "numba":
+        from fastmlp import kernels
+
+        _, coef_grads, intercept_grads = kernels.loss_and_gradients(
+            coefs, intercepts, X, Y, "relu", "softmax", 0.0, None
+        )
+    else:
+        _, coef_grads, intercept_grads = reference.loss_and_gradients(
+            coefs, intercepts, X, Y, "relu", "softmax", 0.0, None
+        )
     dW1 = -np.vstack([coef_grads[0], intercept_grads[0]])
     dW2 = -np.vstack([coef_grads[1], intercept_grads[1]])
     return dW1, dW2
