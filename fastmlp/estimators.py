@@ -22,7 +22,7 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.optimize
 import scipy.sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -565,6 +565,10 @@ class _BaseMLP(BaseEstimator):
             return np.nan
         return score_function(y, y_pred, sample_weight=sample_weight)
 
+    # As scikit-learn's: the parameters checked once, and scikit-learn's functions called
+    # inside (train_test_split, the scores) skip their own checks, and so raise their
+    # errors of the arguments rather than of the parameters.
+    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.
 
@@ -685,6 +689,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._score_with_function(X, y, sample_weight, _accuracy)
 
     @available_if(lambda est: est._check_solver())
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with a single iteration over the given data.
 
@@ -768,6 +773,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # scikit-learn's regressor checks the solver lazily here (its partial_fit with lbfgs
     # runs a full L-BFGS fit); kept for parity.
     @available_if(lambda est: est._check_solver)
+    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
         with _unchanged_on_failure(self):

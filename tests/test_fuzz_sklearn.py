@@ -61,9 +61,10 @@ else:
 # of a network this small carry to ~1e-13 at most.
 FLOAT64_RTOL = 1e-9
 # Any float32 arithmetic: each rounding is 6e-8, and Adam divides a gradient by its own
-# root-mean-square, so a gradient that nearly cancels (a few roundings of the terms it
-# sums) moves its weight by up to a sizeable fraction of the learning rate.
-FLOAT32_RTOL = 2e-3
+# root-mean-square, so one that nearly cancels (a few roundings of the terms it sums)
+# moves its weight by a fraction of the learning rate. 8000 examples of the nightly run
+# came to 3e-5 at most.
+FLOAT32_RTOL = 2e-4
 
 COMPARED_WARNINGS = (ConvergenceWarning, DataConversionWarning, UserWarning)
 ESTIMATORS = {
@@ -180,17 +181,20 @@ def assert_same_value(ours, theirs, rtol, context):
 
 
 def _kernel_loss_left_finite(ours, theirs):
-    """The one known mismatch, in the Numba kernels' log-loss (``kernels/_math.py``): a
-    batch whose forward pass gave NaN probabilities (the weights diverged) gets a finite
-    loss there, clipped by min/max, where NumPy's clip keeps scikit-learn's loss NaN.
-    The weights are the same (NaN); the loss curve differs from that epoch on."""
-    curve = getattr(theirs, "loss_curve_", None)
-    solver = getattr(ours, "_optimizer", None)
-    return (
-        ours.backend == "numba" and curve is not None and np.isnan(curve).any()
-        and not np.isnan(ours.loss_curve_).all() and solver is not None
-        and not all(np.isfinite(w).all() for w in solver.coefs + solver.intercepts)
-    )
+    """The one known mismatch, in the Numba kernels' losses (``kernels/_math.py``): where
+    the forward pass gave NaN or infinite outputs, or a Poisson output underflowed to 0,
+    scikit-learn's loss is NaN or inf (NumPy's clip keeps a NaN probability, and
+    ``xlogy(0, nan)`` is NaN), while the kernels' stays finite (a NaN probability clipped
+    by min/max, ``0 * log`` taken as 0). The weights are the same; the loss curve, and
+    the stopping rule reading it, differ from that epoch on."""
+    if getattr(ours, "backend", None) != "numba" or not hasattr(theirs, "loss_curve_"):
+        return False
+    for got, want in zip(ours.loss_curve_, theirs.loss_curve_):
+        if not np.isfinite(want):
+            return bool(np.isfinite(got))
+        if got != pytest.approx(want, rel=FLOAT32_RTOL):
+            return False
+    return False
 
 
 def assert_same_fit(ours, theirs, rtol, context):
@@ -201,6 +205,9 @@ def assert_same_fit(ours, theirs, rtol, context):
     for name in ("n_features_in_", "n_outputs_", "n_layers_", "out_activation_", "n_iter_",
                  "t_"):
         assert getattr(ours, name, None) == getattr(theirs, name, None), (context, name)
+    assert hasattr(ours, "feature_names_in_") == hasattr(theirs, "feature_names_in_"), context
+    if hasattr(theirs, "feature_names_in_"):
+        np.testing.assert_array_equal(ours.feature_names_in_, theirs.feature_names_in_)
     if hasattr(theirs, "classes_"):
         np.testing.assert_array_equal(ours.classes_, theirs.classes_)
         assert ours.classes_.dtype == theirs.classes_.dtype, context
@@ -222,7 +229,8 @@ def assert_same_fit(ours, theirs, rtol, context):
 # --- what is drawn -----------------------------------------------------------------------
 
 N_FEATURES = [1, 3]  # few: each count of inputs is a Numba kernel compiled apart
-LAYOUTS = ["C", "F", "strided", "read-only", "list", "csr", "csc", "coo", "lil", "csr_array"]
+LAYOUTS = ["C", "F", "strided", "read-only", "list", "dataframe", "csr", "csc", "coo", "lil",
+           "csr_array"]
 
 
 def make_X(rng, n_samples, n_features, dtype, layout, special):
@@ -252,6 +260,10 @@ def make_X(rng, n_samples, n_features, dtype, layout, special):
         return X
     if layout == "list":
         return X.tolist()
+    if layout == "dataframe":  # feature names, checked at every later call
+        import pandas as pd
+
+        return pd.DataFrame(X, columns=[f"x{i}" for i in range(n_features)])
     if X.dtype == object:
         return X
     if layout == "csr_array":
@@ -310,8 +322,9 @@ def make_weights(rng, n_samples, kind):
 
 @st.composite
 def datasets(draw, kind, n_features=None, poisson=False):
-    """(X, y, sample_weight, float32, huge) for one estimator kind: whether float32 is
-    computed with, and whether values are near overflow."""
+    """(X, y, sample_weight, float32, huge, float32 with negative weights) for one
+    estimator kind: whether float32 is computed with, whether values are near overflow,
+    and whether float32 meets negative sample weights."""
     rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
     n_samples = draw(st.sampled_from([1, 2, 5, 12, 30]))
     if n_features is None:
@@ -333,11 +346,19 @@ def datasets(draw, kind, n_features=None, poisson=False):
         y = make_targets(rng, n_samples, target_kind, draw(st.integers(1, 2)), poisson)
         if target_kind == "huge":
             special = "huge"
-    if draw(st.integers(0, 9)) == 0:
+    container = draw(st.sampled_from(["array"] * 8 + ["list", "series"]))
+    if container == "list":
         y = y.tolist()
+    elif container == "series" and np.ndim(y) == 1:
+        import pandas as pd
+
+        y = pd.Series(y, name="target")
     weights = draw(st.sampled_from(["none"] * 4 + ["positive", "integers", "negative", "zeros",
                                                    "wrong length", "scalar"]))
-    return X, y, make_weights(rng, n_samples, weights), dtype == "float32", special == "huge"
+    sample_weight = make_weights(rng, n_samples, weights)
+    float32 = dtype == "float32"
+    return (X, y, sample_weight, float32, special == "huge",
+            float32 and weights == "negative")
 
 
 INVALID_PARAMETERS = [
@@ -352,21 +373,22 @@ INVALID_PARAMETERS = [
 @st.composite
 def parameters(draw, kind, valid=True):
     params = dict(
-        hidden_layer_sizes=draw(st.sampled_from([(3,), (3,), (2, 3), [4], 2, ()])),
+        hidden_layer_sizes=draw(st.sampled_from([(3,), (3,), (2, 3), [4], 2, (), np.array([3])])),
         activation=draw(st.sampled_from(["identity", "logistic", "tanh", "relu"])),
         solver=draw(st.sampled_from(["adam", "sgd", "lbfgs"])),
-        alpha=draw(st.sampled_from([0.0, 1e-4, 0.5])),
+        alpha=draw(st.sampled_from([0.0, 1e-4, 0.5, np.float64(0.01)])),
         batch_size=draw(st.sampled_from(["auto", "auto", 1, 4, 50])),
         learning_rate=draw(st.sampled_from(["constant", "invscaling", "adaptive"])),
         learning_rate_init=draw(st.sampled_from([1e-3, 0.05, 0.5])),
         max_iter=draw(st.integers(1, 4)),
         shuffle=draw(st.booleans()),
-        random_state=draw(st.integers(0, 3)),
+        random_state=draw(st.sampled_from([0, 1, 2, 3, np.random.RandomState(5)])),
         tol=draw(st.sampled_from([1e-4, 0.0, 0.3])),
-        momentum=draw(st.sampled_from([0.0, 0.9])),
+        momentum=draw(st.sampled_from([0.0, 0.9, 1.0])),
         nesterovs_momentum=draw(st.booleans()),
         early_stopping=draw(st.sampled_from([False, False, False, True])),
-        validation_fraction=draw(st.sampled_from([0.1, 0.3, 0.5])),
+        validation_fraction=draw(st.sampled_from([0.1, 0.3, 0.5, 0.0])),
+        beta_2=draw(st.sampled_from([0.999, 0.999, 0.5])),
         n_iter_no_change=draw(st.sampled_from([1, 2, 10, np.inf])),
         max_fun=draw(st.sampled_from([3, 15000])),
     )
@@ -379,8 +401,12 @@ def parameters(draw, kind, valid=True):
 
 
 def both(kind, params):
+    """The two estimators, each with its own copy of the parameters (a RandomState is
+    drawn from by the estimator given it)."""
+    import copy
+
     ours_cls, theirs_cls = ESTIMATORS[kind]
-    return ours_cls(**params), theirs_cls(**params)
+    return ours_cls(**copy.deepcopy(params)), theirs_cls(**copy.deepcopy(params))
 
 
 def copies(data):
@@ -397,11 +423,15 @@ def rtol_for(float32):
 # --- the tests ---------------------------------------------------------------------------
 
 
-def _knife_edge(estimator):
+def _knife_edge(estimator, float32_negative_weights):
     """Whether the fit's results hang on single roundings: weights so large that a
     forward pass overflows (whether an output is inf, -inf or NaN depends on the order
-    of its sums, which each engine chooses), or an L-BFGS run on a NaN loss (Poisson
-    with negative y), whose line search then decides on gradients' last bits."""
+    of its sums, which each engine chooses); an L-BFGS run on a NaN loss (Poisson with
+    negative y), whose line search then decides on gradients' last bits; or one in
+    float32 with negative sample weights, whose loss has no minimum: its line search
+    compares float32 values of a loss falling without bound."""
+    if estimator.solver == "lbfgs" and float32_negative_weights:
+        return True
     coefs = getattr(estimator, "coefs_", None)
     if not coefs:
         return False
@@ -413,7 +443,7 @@ def _knife_edge(estimator):
 NON_FINITE = "Solver produced non-finite parameter weights."
 
 
-def run_calls(kind, ours, theirs, calls, float32, huge):
+def run_calls(kind, ours, theirs, calls, float32, huge, float32_negative_weights=False):
     """Run (name, call) pairs on both estimators, comparing each outcome; stop at the
     first error.
 
@@ -427,7 +457,7 @@ def run_calls(kind, ours, theirs, calls, float32, huge):
         ours_out = Outcome(lambda call=call: call(ours))
         theirs_out = Outcome(lambda call=call: call(theirs))
         context = (kind, step, name, ours_out.error, theirs_out.error)
-        if huge or _knife_edge(theirs):
+        if huge or _knife_edge(theirs, float32_negative_weights):
             if _deliberate(ours_out, theirs_before):
                 return
             ours_overflowed = str(ours_out.error).startswith(NON_FINITE)
@@ -451,6 +481,7 @@ def _fit_then_use(X, y, sample_weight, kind):
              ("score", lambda est: est.score(X, y, sample_weight=sample_weight))]
     if kind == "classifier":
         calls.insert(2, ("predict_proba", lambda est: est.predict_proba(X)))
+        calls.insert(3, ("predict_log_proba", lambda est: est.predict_log_proba(X)))
     return calls
 
 
@@ -467,7 +498,7 @@ def test_fit_predict_score_match_sklearn(kind, data):
     theirs_calls = dict(_fit_then_use(*theirs_data, kind))
     calls = [(name, lambda est, name=name: (ours_calls if est is ours else theirs_calls)[name](est))
              for name in ours_calls]
-    run_calls(kind, ours, theirs, calls, problem[3], problem[4])
+    run_calls(kind, ours, theirs, calls, *problem[3:])
     for before, after in zip(pristine, ours_data):
         if isinstance(before, np.ndarray):
             np.testing.assert_array_equal(before, after)
@@ -541,9 +572,10 @@ def test_call_sequences_match_sklearn(kind, data):
     ours, theirs = both(kind, params)
     float32 = any(p[3] for p in problems)
     huge = any(p[4] for p in problems)
+    float32_negative_weights = any(p[3] for p in problems) and any(p[5] for p in problems)
     calls = []
     for call in sequence:
         ours_call = _sequence_call(kind, ours_problems, call)
         theirs_call = _sequence_call(kind, theirs_problems, call)
         calls.append((call, lambda est, a=ours_call, b=theirs_call: (a if est is ours else b)(est)))
-    run_calls(kind, ours, theirs, calls, float32, huge)
+    run_calls(kind, ours, theirs, calls, float32, huge, float32_negative_weights)

@@ -171,3 +171,20 @@ def test_partial_fit_reads_activation_and_alpha_afresh_as_sklearn(rng, backend):
     # float64, four epochs: roundings of other sum orders
     assert_same_weights(ours, theirs, rtol=1e-10)
     assert ours.loss_curve_ == pytest.approx(theirs.loss_curve_, rel=1e-12)
+
+
+@pytest.mark.parametrize("cls_name", ["MLPClassifier", "MLPRegressor"])
+def test_functions_called_inside_fit_give_sklearns_errors(rng, cls_name):
+    """scikit-learn's fit and partial_fit skip the parameter checks of the functions they
+    call (train_test_split here), which then raise of their arguments; fastmlp's raised
+    train_test_split's parameter error."""
+    X = rng.standard_normal((20, 2))
+    y = rng.integers(0, 2, 20)
+    errors = []
+    for module in (fastmlp, sk):
+        model = getattr(module, cls_name)(early_stopping=True, validation_fraction=0.0)
+        with pytest.raises(ValueError) as info:
+            model.fit(X, y)
+        errors.append((type(info.value), str(info.value)))
+    assert errors[0] == errors[1]
+    assert errors[0][1].startswith("test_size=0.0 should be either positive")
