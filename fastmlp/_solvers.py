@@ -215,33 +215,58 @@ class StochasticSolver:
         if self.backend == "numba":
             self.trainer.batch_size = batch_size
 
+    def _optimizer_arrays(self):
+        """The optimizer's state per parameter (views): velocities or first moments,
+        Adam's second moments (None for SGD), and Adam's step count."""
+        if self._promoted is not None or self.backend == "numpy":
+            optimizer = self.schedule
+            if self.solver == "sgd":
+                return optimizer.velocities, None, 0
+            return optimizer.ms, optimizer.vs, optimizer.t
+        network, trainer = self.network, self.trainer
+
+        def views(flat):
+            return network.coef_views(flat) + network.intercept_views(flat)
+
+        if self.solver == "sgd":
+            return views(trainer.state_1), None, 0
+        return views(trainer.state_1), views(trainer.state_2), trainer.adam_step
+
+    def _load_optimizer_arrays(self, firsts, seconds, steps, learning_rate):
+        """Write a state of :meth:`_optimizer_arrays`' form into this solver's, each value
+        converted to its dtype."""
+        own_firsts, own_seconds, _ = self._optimizer_arrays()
+        for target, value in zip(own_firsts, firsts):
+            target[...] = value
+        if self.solver == "adam":
+            for target, value in zip(own_seconds, seconds):
+                target[...] = value
+            if self._promoted is not None or self.backend == "numpy":
+                self.schedule.t = steps
+            else:
+                self.trainer.adam_step = steps
+        self.schedule.learning_rate = learning_rate
+
     def _promote(self):
         """The optimizer state in float64, as scikit-learn's becomes at its first step on
         float64 gradients (each value exactly the float32 one)."""
+        state = self._optimizer_arrays()
+        learning_rate = self.schedule.learning_rate
         templates = [np.zeros(p.shape) for p in self.coefs + self.intercepts]
-        promoted = make_schedule(templates, self.solver, self.settings)
-        promoted.learning_rate = self._schedule.learning_rate
-        if self.backend == "numba":
-            network, trainer = self.network, self.trainer
-            firsts = network.coef_views(trainer.state_1) + network.intercept_views(
-                trainer.state_1)
-            if self.solver == "adam":
-                seconds = network.coef_views(trainer.state_2) + network.intercept_views(
-                    trainer.state_2)
-                steps = trainer.adam_step
-        elif self.solver == "sgd":
-            firsts = self._schedule.velocities
-        else:
-            firsts, seconds, steps = self._schedule.ms, self._schedule.vs, self._schedule.t
-        if self.solver == "sgd":
-            for velocity, value in zip(promoted.velocities, firsts):
-                velocity[...] = value
-        else:
-            for m, v, m_value, v_value in zip(promoted.ms, promoted.vs, firsts, seconds):
-                m[...] = m_value
-                v[...] = v_value
-            promoted.t = steps
-        self._promoted = promoted
+        self._promoted = make_schedule(templates, self.solver, self.settings)
+        self._load_optimizer_arrays(*state, learning_rate)
+
+    def for_weights(self, coefs, intercepts):
+        """A solver for these weights, of this network's shapes in another dtype, that goes
+        on with this one's optimizer state, as scikit-learn's optimizer goes on with
+        whatever weights it is given (the state takes their dtype at its next step)."""
+        solver = StochasticSolver(
+            self.backend, coefs, intercepts, self.activation, self.output, self.solver,
+            self.settings, self.alpha, self.batch_size, self.n_threads,
+        )
+        solver._load_optimizer_arrays(*self._optimizer_arrays(), self.schedule.learning_rate)
+        solver.seconds_per_row = self.seconds_per_row
+        return solver
 
     def prepare(self, X, Y, sample_weight):
         """The epoch's data as this call's path takes it, after checking its shapes:

@@ -22,7 +22,8 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.optimize
 import scipy.sparse
-from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, _fit_context, is_classifier
+from sklearn import config_context, get_config
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
@@ -34,6 +35,7 @@ from sklearn.utils.multiclass import type_of_target, unique_labels
 from sklearn.utils.validation import (
     _check_n_features,
     _check_sample_weight,
+    _is_fitted,
     check_is_fitted,
     validate_data,
 )
@@ -46,6 +48,44 @@ from fastmlp.kernels import FlatNetwork, TrainingInterrupted
 _STOCHASTIC_SOLVERS = ("sgd", "adam")
 #: Epochs run in one engine call take about this long, at most (one epoch may take more).
 _SECONDS_PER_CALL = 0.1
+
+
+@contextlib.contextmanager
+def _fitting(estimator, method):
+    """The context of ``fit`` and ``partial_fit``: scikit-learn's
+    ``_fit_context(prefer_skip_nested_validation=True)``, and on any exception the
+    estimator as it was before.
+
+    As scikit-learn's: the parameters are checked (but by a ``partial_fit`` of a fitted
+    estimator), and the scikit-learn functions called inside (``train_test_split``, the
+    scores) skip their own checks, so raising their errors of the arguments. A context,
+    not a decorator: the warnings of fitting name the caller of fit by their stack level.
+
+    On failure every attribute is put back, the contents of the estimator's lists
+    (``loss_curve_`` and the like grow in place) and its solver's optimizer state: a fit
+    that fails or diverges part-way (scikit-learn's keeps the weights it reached, NaN
+    ones included) leaves nothing to poison the next call. The weight arrays need no
+    copy: fitting never writes into the estimator's arrays, it trains the solver's own
+    and hands out copies.
+    """
+    saved = dict(estimator.__dict__)
+    saved_lists = {name: list(value) for name, value in saved.items() if type(value) is list}
+    optimizer = saved.get("_optimizer")
+    optimizer_state = None if optimizer is None else optimizer.save_state()
+    try:
+        skip_validation = get_config()["skip_parameter_validation"]
+        if not skip_validation and not (method == "partial_fit" and _is_fitted(estimator)):
+            estimator._validate_params()
+        with config_context(skip_parameter_validation=True):
+            yield
+    except BaseException:
+        estimator.__dict__.clear()
+        estimator.__dict__.update(saved)
+        for name, items in saved_lists.items():
+            saved[name][:] = items
+        if optimizer is not None:
+            optimizer.restore_state(optimizer_state)
+        raise
 
 
 class _BaseMLP(BaseEstimator):
@@ -106,7 +146,6 @@ class _BaseMLP(BaseEstimator):
     # --- fitting ------------------------------------------------------------------------
 
     def _fit(self, X, y, sample_weight=None, incremental=False):
-        self._validate_params()
         self._n_threads()
         hidden_layer_sizes = self.hidden_layer_sizes
         if not hasattr(hidden_layer_sizes, "__iter__"):
@@ -151,7 +190,7 @@ class _BaseMLP(BaseEstimator):
         n_threads = self.n_threads
         if n_threads is None:
             return None
-        if isinstance(n_threads, bool) or n_threads == 0:
+        if isinstance(n_threads, bool) or not isinstance(n_threads, Integral) or n_threads == 0:
             raise ValueError(f"n_threads must be a non-zero integer or None, got {n_threads!r}.")
         return int(n_threads)
 
@@ -358,6 +397,12 @@ class _BaseMLP(BaseEstimator):
                 )
                 self._optimizer_config = config
         else:
+            optimizer = self._optimizer
+            if optimizer.coefs[0].dtype != self.coefs_[0].dtype and optimizer.units == (
+                _solvers.network_units(self.coefs_, self.intercepts_)
+            ):  # left by a stochastic fit before one by L-BFGS, whose weights are float64
+                self._optimizer = self._optimizer.for_weights(self.coefs_, self.intercepts_)
+                self._optimizer_config = None
             self._optimizer.update_settings(self.activation, self.alpha, n_threads)
         solver = self._optimizer
         solver.set_weights(self.coefs_, self.intercepts_)
@@ -565,10 +610,6 @@ class _BaseMLP(BaseEstimator):
             return np.nan
         return score_function(y, y_pred, sample_weight=sample_weight)
 
-    # As scikit-learn's: the parameters checked once, and scikit-learn's functions called
-    # inside (train_test_split, the scores) skip their own checks, and so raise their
-    # errors of the arguments rather than of the parameters.
-    @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, sample_weight=None):
         """Fit the model to data matrix X and target(s) y.
 
@@ -583,7 +624,7 @@ class _BaseMLP(BaseEstimator):
         -------
         self : object
         """
-        with _unchanged_on_failure(self):
+        with _fitting(self, "fit"):
             return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
     def _check_solver(self):
@@ -689,13 +730,12 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return self._score_with_function(X, y, sample_weight, _accuracy)
 
     @available_if(lambda est: est._check_solver())
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None, classes=None):
         """Update the model with a single iteration over the given data.
 
         ``classes`` (all classes across calls) is required on the first call.
         """
-        with _unchanged_on_failure(self):
+        with _fitting(self, "partial_fit"):
             if _first_partial_fit_call(self, classes):
                 self._label_binarizer = LabelBinarizer()
                 if type_of_target(y).startswith("multilabel"):
@@ -773,10 +813,9 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # scikit-learn's regressor checks the solver lazily here (its partial_fit with lbfgs
     # runs a full L-BFGS fit); kept for parity.
     @available_if(lambda est: est._check_solver)
-    @_fit_context(prefer_skip_nested_validation=True)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
-        with _unchanged_on_failure(self):
+        with _fitting(self, "partial_fit"):
             return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
 
@@ -809,32 +848,6 @@ def _validate_X_y(estimator, X, y, reset, y_numeric=False):
         estimator, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=y_numeric,
         dtype=(np.float64, np.float32), reset=reset,
     )
-
-
-@contextlib.contextmanager
-def _unchanged_on_failure(estimator):
-    """On any exception, the estimator as it was before: every attribute, the contents of
-    its lists (``loss_curve_`` and the like grow in place) and its solver's optimizer
-    state. A fit that fails or diverges part-way (scikit-learn's leaves the weights it
-    reached, NaN ones included) leaves nothing to poison the next call.
-
-    The weight arrays need no copy: fitting never writes into the estimator's arrays, it
-    trains the solver's own and hands out copies.
-    """
-    saved = dict(estimator.__dict__)
-    saved_lists = {name: list(value) for name, value in saved.items() if type(value) is list}
-    optimizer = saved.get("_optimizer")
-    optimizer_state = None if optimizer is None else optimizer.save_state()
-    try:
-        yield
-    except BaseException:
-        estimator.__dict__.clear()
-        estimator.__dict__.update(saved)
-        for name, items in saved_lists.items():
-            saved[name][:] = items
-        if optimizer is not None:
-            optimizer.restore_state(optimizer_state)
-        raise
 
 
 @functools.cache

@@ -510,6 +510,9 @@ SETTINGS_CHANGES = [
     {"solver": "sgd"}, {"solver": "adam"}, {"solver": "lbfgs"}, {"early_stopping": True},
     {"early_stopping": False}, {"batch_size": 3}, {"max_iter": 2},
     {"learning_rate_init": 0.2}, {"shuffle": False},
+    # Invalid: refused by fit, not checked by a partial_fit of a fitted estimator.
+    {"alpha": -1.0}, {"batch_size": 0}, {"max_iter": 0}, {"tol": -1.0},
+    {"learning_rate_init": -0.1}, {"n_iter_no_change": 0},
 ]
 
 

@@ -188,3 +188,47 @@ def test_functions_called_inside_fit_give_sklearns_errors(rng, cls_name):
         errors.append((type(info.value), str(info.value)))
     assert errors[0] == errors[1]
     assert errors[0][1].startswith("test_size=0.0 should be either positive")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_partial_fit_after_lbfgs_goes_on_with_the_earlier_optimizer_in_float64(rng, backend):
+    """An L-BFGS refit leaves float64 weights and, untouched, the optimizer of an earlier
+    stochastic fit on float32 data; scikit-learn's partial_fit goes on with that
+    optimizer and the float64 weights (its moments float64 from then on). fastmlp's
+    loaded the float64 weights into the float32 solver and trained on in float32."""
+    X = rng.standard_normal((30, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    models = []
+    for module in (fastmlp, sk):
+        params = dict(hidden_layer_sizes=(4,), max_iter=3, random_state=0)
+        if module is fastmlp:
+            params["backend"] = backend
+        model = module.MLPClassifier(**params)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            model.fit(X, y)
+            model.set_params(solver="lbfgs").fit(X, y)
+            model.set_params(solver="adam").partial_fit(X, y)
+            model.partial_fit(X, y)
+        models.append(model)
+    ours, theirs = models
+    assert ours.loss_curve_ == pytest.approx(theirs.loss_curve_, rel=1e-6)
+    # float32 roundings of the first fit, then float64
+    assert_same_weights(ours, theirs, rtol=1e-6)
+
+
+def test_partial_fit_of_a_fitted_estimator_checks_no_parameters_as_sklearn(rng):
+    """scikit-learn checks the parameters at fit, and at a partial_fit only until the
+    estimator is fitted (once per call would cost more than a small step)."""
+    X, y = rng.standard_normal((30, 2)), rng.standard_normal(30)
+    ours = fastmlp.MLPRegressor(hidden_layer_sizes=(3,), random_state=0).partial_fit(X, y)
+    theirs = sk.MLPRegressor(hidden_layer_sizes=(3,), random_state=0).partial_fit(X, y)
+    for model in (ours, theirs):
+        model.set_params(alpha=-1.0, batch_size=0).partial_fit(X, y)
+    assert_same_weights(ours, theirs, rtol=1e-12)  # float64, two epochs
+    errors = []
+    for model in (ours, theirs):
+        with pytest.raises(ValueError) as info:
+            model.fit(X, y)
+        errors.append(str(info.value))
+    assert errors[0] == errors[1] and "'alpha' parameter" in errors[0]
