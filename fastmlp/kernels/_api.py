@@ -347,10 +347,20 @@ def _kernel_arrays(X, Y, sample_weight, dtype):
 
 
 def _read_only(values):
-    """A read-only view: the kernels' data has one type whatever the caller's flags."""
+    """``values`` read-only (a view, if they were not): the kernels' data has one type
+    whatever the caller's flags."""
+    if not values.flags.writeable:
+        return values
     view = values.view()
     view.flags.writeable = False
     return view
+
+
+@functools.cache
+def _no_csr_arrays(dtype):
+    """A dense X's CSR arrays, as a :data:`~fastmlp.kernels._layers.Data` holds them:
+    empty, made once per dtype."""
+    return tuple(_read_only(np.empty(0, kind)) for kind in (dtype, np.int32, np.int64))
 
 
 def _kernel_data(network, X, Y, sample_weight, order):
@@ -367,7 +377,7 @@ def _kernel_data(network, X, Y, sample_weight, order):
         dense = np.empty((0, X.shape[1]), dtype)
     else:
         dense = X
-        X_data, X_indices, X_indptr = (np.empty(0, kind) for kind in (dtype, np.int32, np.int64))
+        X_data, X_indices, X_indptr = _no_csr_arrays(dtype)
     for name, values, ndim in (("X", dense, 2), ("Y", Y, 2), ("sample_weight", sample_weight, 1)):
         if not isinstance(values, np.ndarray) or values.ndim != ndim or values.dtype != dtype:
             raise ValueError(f"{name} must be a {ndim}-d {dtype} array for this network.")
