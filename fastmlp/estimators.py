@@ -10,6 +10,12 @@ warnings and error messages as ``sklearn.neural_network`` (read alongside
 * activations ``leaky_relu``, ``gelu`` (tanh form) and ``silu``;
 * ``validation_loss_curve_`` when ``early_stopping`` is on.
 
+Different on purpose: a fit or partial_fit that raises leaves the estimator as it was
+(scikit-learn's keeps what the failed call did to it), and a warm start or partial_fit
+whose y, hidden layers or loss do not fit the fitted network raises a ValueError before
+training, where scikit-learn's broadcasts y over the outputs, reads the weights in
+another layout or fails part-way (see ``_BaseMLP._check_continued_network``).
+
 Sparse X is accepted and densified for the engines.
 """
 
@@ -768,8 +774,9 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's, on fastmlp's engines.
 
-    ``loss`` is ``"squared_error"`` (identity output) or ``"poisson"`` (exp output, needs
-    ``y >= 0``). Every other parameter and attribute is as in :class:`MLPClassifier`.
+    ``loss`` is ``"squared_error"`` (identity output) or ``"poisson"`` (exp output, for
+    ``y >= 0``; as in scikit-learn, a negative y is not refused and makes the loss NaN).
+    Every other parameter and attribute is as in :class:`MLPClassifier`.
     """
 
     _parameter_constraints: dict = {
