@@ -53,7 +53,7 @@ if os.environ.get("FASTMLP_FUZZ_PROFILE") == "nightly":
     FUZZ = hypothesis.settings(hypothesis.settings.get_profile("nightly"))
 else:
     FUZZ = hypothesis.settings(
-        max_examples=30, deadline=None,
+        max_examples=40, deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
     )
 
