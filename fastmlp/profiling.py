@@ -509,9 +509,9 @@ def _profile_lbfgs(problem, repeats, engine):
     profiler = _profile_numba if engine == "numba" else _profile_reference
     phases, _ = profiler(phase_problem, repeats)
     units = [problem.X.shape[1]] + [c.shape[1] for c in problem.coefs]
-    objective, _ = lbfgs_objective(backend, units, problem.X.dtype, problem.X, problem.Y,
-                                   None, problem.activation, problem.output, problem.alpha,
-                                   problem.n_threads)
+    objective = lbfgs_objective(backend, units, problem.X.dtype, problem.X, problem.Y, None,
+                                problem.activation, problem.output, problem.alpha,
+                                problem.n_threads)
     packed = np.hstack([a.ravel() for a in problem.coefs + problem.intercepts])
     spent = {"objective": 0.0, "calls": 0}
 
