@@ -46,7 +46,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from fastmlp import _solvers, reference
+from fastmlp import _solvers, persistence, reference
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
 from fastmlp.activations import HIDDEN_ACTIVATIONS
 from fastmlp.kernels import FlatNetwork, TrainingInterrupted
@@ -645,6 +645,15 @@ class _BaseMLP(BaseEstimator):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+    # Pickling, copies and skops store the plain state of fastmlp.persistence (numbers,
+    # strings, arrays, lists and dicts): no object of a type skops would have to be told
+    # to trust, and the engine's buffers are rebuilt when next needed.
+    def __getstate__(self):
+        return persistence.plain_state(self)
+
+    def __setstate__(self, state):
+        persistence.set_plain_state(self, state)
 
 
 class MLPClassifier(ClassifierMixin, _BaseMLP):

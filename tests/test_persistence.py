@@ -15,12 +15,11 @@ import zipfile
 
 import numpy as np
 import pytest
-from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
 from fastmlp import persistence
-from fastmlp.estimators import MLPClassifier, MLPRegressor, _BaseMLP
+from fastmlp.estimators import MLPClassifier, MLPRegressor
 
 BACKENDS = ["numba", "numpy"]
 # Networks here have two hidden layers: the engine's kernels for them compile once per
@@ -358,18 +357,8 @@ def test_the_solvers_attributes_are_all_known(data):
 # --- the plain state: pickling, copies ------------------------------------------------------
 
 
-@pytest.fixture
-def plain_pickling(monkeypatch):
-    """The estimators pickled through their plain state, as they are once their
-    __getstate__ and __setstate__ call persistence (patched in until then)."""
-    if _BaseMLP.__getstate__ is BaseEstimator.__getstate__:
-        monkeypatch.setattr(_BaseMLP, "__getstate__", persistence.plain_state, raising=False)
-        monkeypatch.setattr(_BaseMLP, "__setstate__", persistence.set_plain_state,
-                            raising=False)
-
-
 @pytest.mark.parametrize("solver", ["sgd", "adam", "lbfgs"])
-def test_pickle_and_deepcopy_through_the_plain_state(solver, data, plain_pickling):
+def test_pickle_and_deepcopy_through_the_plain_state(solver, data):
     X, classes, _ = data
     original = MLPClassifier(hidden_layer_sizes=(5, 3), solver=solver, max_iter=3,
                              random_state=0)
@@ -724,7 +713,7 @@ SKOPS_TRUSTED = ["fastmlp.estimators.MLPClassifier", "fastmlp.estimators.MLPRegr
 
 
 @pytest.mark.parametrize("kind", ["classifier", "regressor"])
-def test_skops_round_trips_trusting_the_two_estimator_classes_only(kind, data, plain_pickling):
+def test_skops_round_trips_trusting_the_two_estimator_classes_only(kind, data):
     skops_io = pytest.importorskip("skops.io")
     X, classes, y = data
     if kind == "classifier":
