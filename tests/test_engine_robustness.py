@@ -128,29 +128,24 @@ def test_gradients_over_many_segments_equal_the_reference(monkeypatch):
 
 
 def test_buffers_stay_bounded_over_many_batch_sizes():
-    """One workspace per chunk count, grown to the largest batch's needs: 60 batch sizes
-    keep no more buffers than the largest batch of each chunk count would alone."""
+    """One workspace, grown to the largest batch's needs and shared by batches of one
+    chunk and of two: 60 batch sizes keep no more buffers than the largest batch alone
+    needs (and no BLAS scratch, which only a chunk of several tiles uses)."""
     network, X, Y = make_data(5, [30, 256, 128, 4], 600)
     trainer = Trainer(network, "relu", "softmax", batch_size=200)
     Xc, Yc, no_weights = trainer.prepare(X, Y)
 
-    def buffer_bytes(workspaces):
-        return sum(
-            array.nbytes
-            for work in workspaces
-            for array in (work.works, work.grads, work.scratch, work.theta_copies,
-                          *work.state_copies)
-        )
+    def buffer_bytes(work):
+        return sum(array.nbytes for array in (work.works, work.grads, work.scratch,
+                                              work.theta_copies, *work.state_copies))
 
     for size in [*range(1, 600, 10), 600]:
         trainer.batch_size = size
         trainer.run_epochs(Xc, Yc, no_weights, np.arange(600), 1e-3)
-    assert sorted(trainer._workspaces) == [1, _api.CHUNKS]
-    # The largest batch of each chunk count alone would need as much.
-    largest_one_chunk = _api.CHUNKS * _api.MIN_ROWS_PER_THREAD - 1
-    alone = [_api.Workspace(network, kernels.plan(network.units, rows, None, None), 2)
-             for rows in (largest_one_chunk, 600)]
-    assert buffer_bytes(trainer._workspaces.values()) <= buffer_bytes(alone)
+    largest = kernels.plan(network.units, 600, None, None)
+    alone = _api.Workspace(network, largest, 2, batch_rows=600)
+    assert buffer_bytes(trainer._workspace) <= buffer_bytes(alone)
+    assert trainer._workspace.scratch.shape[1] < 64  # a cache line's worth: no products
 
 
 @pytest.mark.parametrize(

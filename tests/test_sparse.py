@@ -586,7 +586,7 @@ def test_sparse_epochs_allocate_the_engines_buffers_and_nothing_the_size_of_x():
         return trainer.run_epochs(Xc, Yc, no_weights, order, 1e-3, 2)
 
     first, _ = traced_peak(epochs)
-    (work,) = trainer._workspaces.values()
+    work = trainer._workspace
     assert work.works.shape[1] < 64 * X.shape[1]  # no room for a tile of input rows
     buffers = sum(array.nbytes for array in (work.works, work.grads, work.scratch,
                                              work.theta_copies, *work.state_copies))

@@ -1,5 +1,7 @@
 """Python side of the Numba engine: flat parameters, per-shape plans, buffers made once."""
 
+import copy
+import dataclasses
 import functools
 import threading
 import time
@@ -222,7 +224,13 @@ def plan(units, batch_rows, n_threads=None, hidden=None, nonzeros_per_row=None):
                 replicated_step)
 
 
-def _blas_scratch_size(network, run_plan):
+def _blas_scratch_size(network, run_plan, batch_rows=None):
+    """Room for the largest BLAS product of a tile: needed only where a chunk has more
+    than one tile (the first tile's product lands in the gradient itself). Given the
+    batch's rows, none where each chunk is one tile (W4's 256 x 784 product: 1.6 MB a
+    thread in float64)."""
+    if batch_rows is not None and -(-batch_rows // run_plan.n_chunks) <= run_plan.tile:
+        return 1
     blas_layers = network.units[:-1] * network.units[1:] * run_plan.use_blas
     return max(1, int(blas_layers.max()))
 
@@ -239,12 +247,14 @@ class Workspace:
     dense input rows (on 10000 features, 80 kB a row).
     """
 
-    def __init__(self, network, run_plan, n_states=0, tile=0, scratch_size=0, sparse=False):
+    def __init__(self, network, run_plan, n_states=0, tile=0, scratch_size=0, sparse=False,
+                 batch_rows=None):
         dtype = network.dtype
         n_chunks, n_params = run_plan.n_chunks, network.n_params
         self.n_chunks, self.replicated = n_chunks, run_plan.replicated_step
         self.tile = max(tile, run_plan.tile)
-        self.scratch_size = max(scratch_size, _blas_scratch_size(network, run_plan))
+        self.scratch_size = max(scratch_size,
+                                _blas_scratch_size(network, run_plan, batch_rows))
         self.gathers = not sparse
         size = _layers.workspace_size(network.units, self.tile, sparse)
         self.works = per_thread_zeros(n_chunks, size, dtype)
@@ -261,18 +271,33 @@ class Workspace:
             for state in range(2)
         ]
 
-    def fits(self, network, run_plan, sparse=False):
-        """Whether ``run_plan`` can run in these buffers: the same chunks and step, a
-        tile and BLAS products no larger (a workspace row's layout is computed from the
-        plan's tile, so a longer row only leaves its end unused), and room for the input
-        rows of a dense X."""
+    def fits(self, network, run_plan, sparse=False, batch_rows=None):
+        """Whether ``run_plan`` can run in these buffers (see :meth:`for_chunks`): no
+        more chunks, the same step (one chunk steps no copies), a tile and BLAS products
+        no larger (a workspace row's layout is computed from the plan's tile, so a longer
+        row only leaves its end unused), and room for the input rows of a dense X."""
         return (
-            run_plan.n_chunks == self.n_chunks
-            and run_plan.replicated_step == self.replicated
+            run_plan.n_chunks <= self.n_chunks
+            and (run_plan.replicated_step == self.replicated or run_plan.n_chunks == 1)
             and run_plan.tile <= self.tile
-            and _blas_scratch_size(network, run_plan) <= self.scratch_size
+            and _blas_scratch_size(network, run_plan, batch_rows) <= self.scratch_size
             and (sparse or self.gathers)
         )
+
+    def for_chunks(self, n_chunks):
+        """These buffers as a plan of ``n_chunks`` takes them: all of them, or for one
+        chunk (which steps no copies of the weights) views of the first rows, so that a
+        trainer's batches of one chunk and of two share one workspace."""
+        if n_chunks == self.n_chunks:
+            return self
+        view = copy.copy(self)
+        view.n_chunks, view.replicated = n_chunks, False
+        view.works, view.grads = self.works[:n_chunks], self.grads[:n_chunks]
+        view.scratch = self.scratch[:n_chunks]
+        view.chunk_losses = self.chunk_losses[: 3 * n_chunks]
+        view.theta_copies = self.theta_copies[:0]
+        view.state_copies = [copies[:0] for copies in self.state_copies]
+        return view
 
     @property
     def gradient(self):
@@ -536,7 +561,7 @@ class Trainer:
         self.state_2 = aligned_zeros(network.n_params if solver == "adam" else 0, network.dtype)
         self.adam_step = 0
         self._plans = {}
-        self._workspaces = {}
+        self._workspace = None
         # Until measured: a guess of a row's time (forward and backward, about 6 flops a
         # parameter, at 10 GFLOP/s), so the first call on a long epoch is short too.
         self.seconds_per_row = 6 * network.n_params / 1e10
@@ -549,7 +574,7 @@ class Trainer:
         state = dict(self.__dict__)
         del state["_running"]
         state["_plans"] = {}
-        state["_workspaces"] = {}
+        state["_workspace"] = None
         return state
 
     def __setstate__(self, state):
@@ -580,15 +605,20 @@ class Trainer:
                 choice = ThreadChoice(run_plan.n_threads)
             self._plans[key] = (run_plan, choice)
         run_plan, choice = self._plans[key]
-        work = self._workspaces.get(run_plan.n_chunks)
-        if work is None or not work.fits(self.network, run_plan, sparse):
+        work = self._workspace
+        if work is None or not work.fits(self.network, run_plan, sparse, batch_rows):
             n_states = 2 if self.solver == "adam" else 1
             tile, scratch = (0, 0) if work is None else (work.tile, work.scratch_size)
             # Room for dense rows once any run needed it: a workspace serves both kinds.
             sparse = sparse and (work is None or not work.gathers)
-            work = Workspace(self.network, run_plan, n_states, tile, scratch, sparse)
-            self._workspaces[run_plan.n_chunks] = work
-        return run_plan, work, choice
+            # As many chunks as any plan so far (the plan of the most, its step).
+            widest = run_plan
+            if work is not None and work.n_chunks > run_plan.n_chunks:
+                widest = dataclasses.replace(run_plan, n_chunks=work.n_chunks,
+                                             replicated_step=work.replicated)
+            work = Workspace(self.network, widest, n_states, tile, scratch, sparse, batch_rows)
+            self._workspace = work
+        return run_plan, work.for_chunks(run_plan.n_chunks), choice
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
                    last_phase=_layers.PHASE_UPDATE, random_state=None):
