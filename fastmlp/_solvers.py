@@ -18,6 +18,7 @@ promoting path below, scikit-learn's loop with NumPy's promotions, on either bac
 import copy
 
 import numpy as np
+import scipy.sparse
 
 from fastmlp import optim, reference
 
@@ -55,6 +56,12 @@ def network_units(coefs, intercepts):
             )
         units.append(coef.shape[1])
     return units
+
+
+def dense(X):
+    """X as NumPy's paths take it (the reference engine and the promoting path): dense
+    rows. The Numba engine takes a sparse X as it is, and trains on its nonzeros."""
+    return X.toarray() if scipy.sparse.issparse(X) else X
 
 
 def check_data_shapes(units, X, Y=None, sample_weight=None):
@@ -295,14 +302,13 @@ class StochasticSolver:
         if self.promoting:
             if self._promoted is None:
                 self._promote()
-            return X, Y, sample_weight
-        X = np.ascontiguousarray(X, dtype=dtype)
+            return dense(X), Y, sample_weight
         Y = np.ascontiguousarray(Y, dtype=dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
-        if self.backend == "numba":
+        if self.backend == "numba":  # a sparse X trains on its nonzeros
             return self.trainer.prepare(X, Y, sample_weight)
-        return X, Y, sample_weight
+        return np.ascontiguousarray(dense(X), dtype=dtype), Y, sample_weight
 
     def run_epochs(self, X, Y, sample_weight, order, n_epochs, random_state):
         """``n_epochs`` epochs, each over the rows ``order``, which ``random_state`` (None:
@@ -358,7 +364,8 @@ class StochasticSolver:
 
 
 def forward(backend, coefs, intercepts, X, activation, output):
-    """The network's output for each row of dense X, in the dtype of X and the weights."""
+    """The network's output for each row of X (dense or sparse), in the dtype of X and
+    the weights."""
     check_data_shapes(network_units(coefs, intercepts), X)
     dtype = np.result_type(X.dtype, coefs[0].dtype)
     if backend == "numba":
@@ -366,6 +373,7 @@ def forward(backend, coefs, intercepts, X, activation, output):
 
         network = kernels.FlatNetwork.from_arrays(coefs, intercepts, dtype)
         return kernels.predict(network, X, activation, output)
+    X = dense(X)
     coefs = [c.astype(dtype, copy=False) for c in coefs]
     intercepts = [b.astype(dtype, copy=False) for b in intercepts]
     _, activations = reference.forward(coefs, intercepts, X.astype(dtype, copy=False),
@@ -391,6 +399,7 @@ def lbfgs_objective(backend, units, weights_dtype, X, Y, sample_weight, activati
     dtype = np.dtype(weights_dtype)
     layout = FlatNetwork(units, dtype)  # weights of the point evaluated, in their dtype
     if np.result_type(dtype, X.dtype, Y.dtype) != dtype:
+        X = dense(X)
 
         def gradient(coefs, intercepts):
             loss, grads = promoting_loss_and_gradients(
@@ -401,7 +410,8 @@ def lbfgs_objective(backend, units, weights_dtype, X, Y, sample_weight, activati
     elif backend == "numba":
         from fastmlp import kernels
 
-        X = np.ascontiguousarray(X, dtype=dtype)
+        if not scipy.sparse.issparse(X):  # (a sparse X's values are cast by the kernels)
+            X = np.ascontiguousarray(X, dtype=dtype)
         Y = np.ascontiguousarray(Y, dtype=dtype)
         if sample_weight is not None:
             sample_weight = np.ascontiguousarray(sample_weight, dtype=dtype)
@@ -414,7 +424,7 @@ def lbfgs_objective(backend, units, weights_dtype, X, Y, sample_weight, activati
     else:
         # The weights keep the dtype scikit-learn gives them (that of X): their sum, the
         # gradient's divisor, is rounded as there.
-        X = np.asarray(X, dtype=dtype)
+        X = np.asarray(dense(X), dtype=dtype)
         Y = np.asarray(Y, dtype=dtype)
 
         def gradient(coefs, intercepts):

@@ -173,9 +173,6 @@ class _BaseMLP(BaseEstimator):
         self._random_state = self._seeded_random_state()
         if first_pass:
             self._initialize(y, layer_units, X.dtype)
-        # The engines work on dense rows.
-        if scipy.sparse.issparse(X):
-            X = X.toarray()
 
         if self.solver in _STOCHASTIC_SOLVERS:
             self._fit_stochastic(X, y, sample_weight, layer_units, incremental,
@@ -538,12 +535,11 @@ class _BaseMLP(BaseEstimator):
         its weights sum to zero (scikit-learn's score of it raises, or not, after)."""
         if sample_weight is not None and np.sum(sample_weight) == 0:
             return np.nan
-        dense = X_val.toarray() if scipy.sparse.issparse(X_val) else X_val
-        y_out = forward(self.backend, self.coefs_, self.intercepts_, dense, self.activation,
+        y_out = forward(self.backend, self.coefs_, self.intercepts_, X_val, self.activation,
                         self.out_activation_)
         Y = np.asarray(Y_val, dtype=y_out.dtype)
         data = reference.loss(y_out, Y, self.out_activation_, sample_weight)
-        n = dense.shape[0] if sample_weight is None else np.sum(sample_weight)
+        n = X_val.shape[0] if sample_weight is None else np.sum(sample_weight)
         penalty = 0.5 * self.alpha * sum(np.dot(c.ravel(), c.ravel()) for c in self.coefs_) / n
         return float(data + penalty)
 
@@ -605,10 +601,10 @@ class _BaseMLP(BaseEstimator):
     def _forward_pass_fast(self, X, check_input=True):
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
-        if scipy.sparse.issparse(X):
-            X = X.toarray()
-        return forward(self.backend, self.coefs_, self.intercepts_, np.asarray(X),
-                       self.activation, self.out_activation_)
+        if not scipy.sparse.issparse(X):
+            X = np.asarray(X)
+        return forward(self.backend, self.coefs_, self.intercepts_, X, self.activation,
+                       self.out_activation_)
 
     def _score_with_function(self, X, y, sample_weight, score_function):
         y_pred = self._predict(X, check_input=False)
