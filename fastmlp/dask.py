@@ -1125,21 +1125,22 @@ class _ClusterHolders:
                                                  if i in self.plans},
                 actor=True, workers=[address], allow_other_workers=False, pure=False,
             )
-            submitted.append((future, ids))
+            submitted.append((future, ids, address))
         self._holders = [
             [actor, future, ids, True]
-            for actor, (future, ids) in zip(self._started(submitted), submitted)
+            for actor, (future, ids, _) in zip(self._started(submitted), submitted)
         ]
 
     def _started(self, submitted):
         """The holders' actors, once each has started. A holder placed on a worker that
-        was lost just before (the scheduler had not yet heard) would wait for it for
-        ever: the blocks' futures tell of such a loss first, and it is treated as one."""
+        was lost just before (the scheduler had not yet heard) would wait for that
+        worker for ever: where a holder's blocks are no longer on its worker, that is a
+        lost worker."""
         import time
 
         from distributed import wait
 
-        futures = [future for future, _ in submitted]
+        futures = [future for future, _, _ in submitted]
         deadline = time.monotonic() + HOLDER_START_TIMEOUT
         while True:
             try:
@@ -1147,8 +1148,16 @@ class _ClusterHolders:
                 break
             except TimeoutError:
                 pass
+            except _CANCELLED_ERRORS as cancelled:  # its blocks were lost under it
+                raise _LostWorker("a holder's blocks were lost while it started") from cancelled
             if any(future.status != "finished" for future in self.futures):
                 raise _LostWorker("a worker holding blocks was lost while holders started")
+            who_has = self.client.who_has(self.futures)
+            for future, ids, address in submitted:
+                if not future.done() and any(
+                    address not in who_has.get(self.futures[i].key, ()) for i in ids
+                ):
+                    raise _LostWorker(f"the blocks of a holder on {address} went elsewhere")
             if time.monotonic() > deadline:
                 raise _LostWorker(f"holders not started in {HOLDER_START_TIMEOUT} s")
         return [future.result() for future in futures]
