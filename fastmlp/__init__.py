@@ -6,7 +6,7 @@ from fastmlp.kernels import warmup
 from fastmlp.persistence import load, save
 from fastmlp.profiling import profile
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 __all__ = [
     "MLPClassifier",

@@ -1,4 +1,4 @@
-"""Command line: ``python -m fastmlp demo | bench | profile``."""
+"""Command line: ``python -m fastmlp demo | warmup | bench | profile``."""
 
 import argparse
 import sys
@@ -239,9 +239,29 @@ def _pyinstrument_profile(workload_id, out):
     print(f"call-stack profile: {path}")
 
 
+def warmup(dtypes=("float64", "float32")):
+    """Compile (or load from Numba's cache) the engine's kernels; print what and how long."""
+    import fastmlp
+
+    report = fastmlp.warmup(dtypes)
+    for dtype, done in report.items():
+        what = f"{len(done['kernels'])} kernels" if done["kernels"] else "all were ready"
+        print(f"{dtype}: {done['seconds']:.2f} s ({what})")
+        for name in done["kernels"]:
+            print(f"  {name}")
+    return report
+
+
 def main(argv=None):
+    from fastmlp import __version__
+
     parser = argparse.ArgumentParser(prog="fastmlp", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"fastmlp {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
+    warmup_parser = commands.add_parser("warmup", help="compile the engine's kernels for this "
+                                        "machine now (a first fit would)")
+    warmup_parser.add_argument("--dtypes", nargs="+", default=["float64", "float32"],
+                               choices=["float64", "float32"])
     demo_parser = commands.add_parser("demo", help="train the notebook's network on moons")
     demo_parser.add_argument("--out", default="reports", help="folder for the picture")
     demo_parser.add_argument("--steps", type=int, default=200, help="gradient steps")
@@ -270,7 +290,9 @@ def main(argv=None):
     profile_parser.add_argument("--pyinstrument", action="store_true",
                                 help="also a call-stack profile of the Python side")
     args = parser.parse_args(argv)
-    if args.command == "demo":
+    if args.command == "warmup":
+        warmup(args.dtypes)
+    elif args.command == "demo":
         if args.steps < 2:
             parser.error("--steps must be at least 2")
         demo(args.out, args.steps, args.seed)

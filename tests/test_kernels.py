@@ -729,7 +729,9 @@ def test_run_epochs_shuffles_before_each_epoch_as_numpy(generator):
 def test_warmup_compiles_and_runs():
     from fastmlp.kernels import _training
 
-    fastmlp.warmup(dtypes=("float64",))
+    report = fastmlp.warmup(dtypes=("float64",))
+    assert list(report) == ["float64"] and report["float64"]["seconds"] >= 0
+    assert fastmlp.warmup(dtypes=("float64",))["float64"]["kernels"] == []  # all ready
     compiled = [_training.train_epochs_alone, *_training.FINISH_AND_STEP.values()]
     if config.NUMBA_NUM_THREADS >= 2:
         compiled += [_training.train_epochs_parallel]
