@@ -760,10 +760,10 @@ def warmup(dtypes=("float64", "float32")):
 
     Each kernel has one compiled signature per dtype, whatever the layer sizes, batch
     size or activation, so no shapes are needed: this pays the whole compile cost up
-    front. Call it once at start-up, before timing anything. The one exception is the
-    fused kernel for one hidden ReLU layer on few inputs (``_shallow.py``), compiled for
-    each count of inputs and outputs, and each output activation, when a network of
-    that kind first runs.
+    front. Call it once at start-up, before timing anything. A sparse X runs on the same
+    kernels. The one exception is the fused kernel for one hidden ReLU layer on few
+    inputs (``_shallow.py``), compiled for each count of inputs and outputs, and each
+    output activation, when a network of that kind first runs.
 
     Parameters
     ----------

@@ -15,8 +15,10 @@ data's, as every other sum of the engine is: the weights are the same to the bit
 thread count.
 
 The kernels take the column indices as int32 (SciPy's own choice for every matrix of
-fewer than 2**31 nonzeros: such a matrix is used as it is) and the row pointers as int64
-(copied where they are int32: 8 bytes a row).
+fewer than 2**31 nonzeros: such a matrix is used as it is, and :func:`as_csr` makes int64
+indices that fit int32 once) and the row pointers as int64 (copied at each call where they
+are int32: 8 bytes a row). A matrix whose int64 indices :func:`as_csr` could not make int32
+(2**31 nonzeros or more) has them copied to int32 at each call, 4 bytes a nonzero.
 """
 
 import numpy as np
