@@ -2,8 +2,8 @@
 
 Every fit on Dask is compared with ``estimator.fit`` on the same rows in memory. The two
 add each batch's gradient in another order (per block, then across blocks), so they agree
-to float64 rounding, not to the bit; 20 epochs of steps amplify the first differences
-(~1e-16) to ~1e-14 here: ``EXACT`` (the promise, 1e-9 relative) leaves that room and
+to float64 rounding, not to the bit; 20 epochs or L-BFGS iterations amplify the first
+differences (~1e-16) to at most ~1e-13 here: ``EXACT`` (the promise, 1e-9) leaves room and
 would still fail on any wrong batch, row, weight or step. Fits on Dask are compared to
 each other to the bit where only the cluster differs (a killed worker).
 """
@@ -31,6 +31,10 @@ from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 
 import fastmlp  # noqa: E402
 from fastmlp import dask as fdask  # noqa: E402
+
+# Short fits (20 epochs) do not converge, in memory or on Dask alike; tests that check
+# the warning catch it themselves.
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
 #: Relative agreement promised with the in-memory fit (see the module's docstring).
 EXACT = 1e-9
