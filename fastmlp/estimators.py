@@ -626,6 +626,8 @@ class _BaseMLP(BaseEstimator):
         -------
         self : object
         """
+        if _on_dask(X):
+            return _dask().fit(self, X, y, sample_weight=sample_weight)
         with _fitting(self, "fit"):
             return self._fit(X, y, sample_weight=sample_weight, incremental=False)
 
@@ -728,6 +730,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
         """
+        if _on_dask(X):
+            return _dask().predict(self, X)
         check_is_fitted(self)
         return self._predict(X)
 
@@ -736,6 +740,13 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
         return _labels_of(self._label_binarizer, y_pred)
+
+    def score(self, X, y, sample_weight=None):
+        """The mean accuracy on ``(X, y)``, as scikit-learn's; on Dask for dask collections
+        (``fastmlp.dask.score``)."""
+        if _on_dask(X):
+            return _dask().score(self, X, y, sample_weight=sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
 
     def _score(self, X, y, sample_weight=None):
         return self._score_with_function(X, y, sample_weight, _accuracy)
@@ -746,6 +757,8 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
         ``classes`` (all classes across calls) is required on the first call.
         """
+        if _on_dask(X):
+            return _dask().partial_fit(self, X, y, sample_weight=sample_weight, classes=classes)
         with _fitting(self, "partial_fit"):
             if _first_partial_fit_call(self, classes):
                 self._label_binarizer = LabelBinarizer()
@@ -757,11 +770,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     def predict_log_proba(self, X):
         """The log of ``predict_proba(X)``."""
+        if _on_dask(X):
+            return _dask().predict_log_proba(self, X)
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
     def predict_proba(self, X):
         """Probability estimates, shape (n_samples, n_classes), in ``classes_`` order."""
+        if _on_dask(X):
+            return _dask().predict_proba(self, X)
         check_is_fitted(self)
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
@@ -802,6 +819,8 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
 
     def predict(self, X):
         """Predict using the multi-layer perceptron model: (n_samples,) or (n, n_outputs)."""
+        if _on_dask(X):
+            return _dask().predict(self, X)
         check_is_fitted(self)
         return self._predict(X)
 
@@ -810,6 +829,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         if y_pred.shape[1] == 1:
             return y_pred.ravel()
         return y_pred
+
+    def score(self, X, y, sample_weight=None):
+        """The coefficient of determination R^2 on ``(X, y)``, as scikit-learn's; on Dask
+        for dask collections (``fastmlp.dask.score``)."""
+        if _on_dask(X):
+            return _dask().score(self, X, y, sample_weight=sample_weight)
+        return super().score(X, y, sample_weight=sample_weight)
 
     def _score(self, X, y, sample_weight=None):
         return self._score_with_function(X, y, sample_weight, r2_score)
@@ -827,8 +853,22 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     @available_if(lambda est: est._check_solver)
     def partial_fit(self, X, y, sample_weight=None):
         """Update the model with a single iteration over the given data."""
+        if _on_dask(X):
+            return _dask().partial_fit(self, X, y, sample_weight=sample_weight)
         with _fitting(self, "partial_fit"):
             return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _on_dask(X):
+    """Whether X is a dask collection, which trains and predicts on Dask (fastmlp.dask);
+    asked without importing dask."""
+    return hasattr(type(X), "__dask_graph__")
+
+
+def _dask():
+    from fastmlp import dask
+
+    return dask
 
 
 def _validate_X_y(estimator, X, y, reset, y_numeric=False):

@@ -346,31 +346,9 @@ def test_predict_proba_and_score_are_lazy_and_in_memory(client):
                                                                rel=1e-12)
 
 
-def _dispatching(in_memory, name):
-    """An estimator method as the proposed hook in ``fastmlp/estimators.py`` makes it:
-    dask collections go to ``fastmlp.dask``, anything else to the method as it is."""
-
-    def method(self, X, *args, **kwargs):
-        if fdask.is_dask_collection(X):
-            return getattr(fdask, name)(self, X, *args, **kwargs)
-        return in_memory(self, X, *args, **kwargs)
-
-    return method
-
-
-def _patch_in_the_dispatch(monkeypatch):
-    """The hook is not in ``fastmlp/estimators.py`` yet: patched in for these tests."""
-    for cls, names in (
-        (fastmlp.MLPClassifier, ("fit", "partial_fit", "predict", "predict_proba",
-                                 "predict_log_proba", "score")),
-        (fastmlp.MLPRegressor, ("fit", "partial_fit", "predict", "score")),
-    ):
-        for name in names:
-            monkeypatch.setattr(cls, name, _dispatching(getattr(cls, name), name))
-
-
-def test_estimator_methods_dispatch_dask_collections(client, monkeypatch):
-    _patch_in_the_dispatch(monkeypatch)
+def test_estimator_methods_dispatch_dask_collections(client):
+    """fit, partial_fit, predict, predict_proba, predict_log_proba and score of the
+    estimators take dask collections to fastmlp.dask."""
     X, y = classification()
     dX, dy = on_dask((70, 13, 101, 56), X, y)
     model = estimator("classifier", "adam").fit(dX, dy)
