@@ -434,5 +434,5 @@ TARGETS = [
     ("W4-float64", "scikit-learn", 2), ("W4-float64", "pytorch", 1.1),
     ("W4-float32", "pytorch", 1.1),
     ("W5", "scikit-learn", 5), ("W5", "pytorch", 5),
-    ("W6", "scikit-learn", 10),
+    ("W6", "scikit-learn", 5),
 ]
