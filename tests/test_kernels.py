@@ -419,6 +419,9 @@ def test_a_parallel_plan_on_one_thread_gives_the_same_weights(units, monkeypatch
     network = FlatNetwork.from_arrays(coefs, intercepts)
     counts = iter([])
     monkeypatch.setattr(_threads.ThreadChoice, "next", lambda self: next(counts))
+    # One engine call per epoch, however slow the machine (a slow one cuts an epoch
+    # into calls of SECONDS_PER_CALL, each taking a count of its own).
+    monkeypatch.setattr(_api, "SECONDS_PER_CALL", np.inf)
     results = []
     for pattern in ([2, 2, 2, 2], [1, 1, 1, 1], [2, 1, 1, 2]):
         counts = iter(pattern)
