@@ -154,14 +154,22 @@ def assert_sparse_matches(problem, activation, output, alpha, weighted, n_thread
         in_float32 = reference.loss_and_gradients(coefs, intercepts, dense, Y, activation,
                                                   output, alpha, weights)
         expected_loss = in_float32[0]
-        loss_floor = floor * max(1.0, float(np.max(np.abs(Y))))
+        # As for the arrays: also twice the float32 reference's own distance from the
+        # float64 one (a saturated row's clipped log-loss differs there by much more
+        # than a rounding).
+        loss_floor = floor * max(1.0, float(np.max(np.abs(Y)))) + 2 * abs(
+            float(in_float32[0]) - float(expected[0]))
         allowances = [
             1e-4 + max(2 * relative_error(ref, want), floor / max(np.max(np.abs(want)), floor))
             for ref, want in zip(in_float32[1] + in_float32[2], expected[1] + expected[2])]
     assert abs(float(got[0]) - float(expected_loss)) <= (
         (1e-10 if dtype == np.float64 else 1e-4) * abs(expected_loss) + loss_floor)
     for array, want, allowance in zip(arrays, expected[1] + expected[2], allowances):
-        assert relative_error(array, want) <= allowance
+        # Or within the floor absolutely: where the float64 gradient is exactly 0 (an
+        # activation's derivative underflowing), float32's own functions may give 1e-17.
+        assert (relative_error(array, want) <= allowance
+                or np.max(np.abs(array - want)) <= floor), (relative_error(array, want),
+                                                             allowance)
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
