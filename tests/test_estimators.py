@@ -221,9 +221,12 @@ def test_sparse_input_gives_the_dense_result(backend, three_classes):
         for fmt in ("csr", "csc"):
             X_sparse = scipy.sparse.csr_matrix(X).asformat(fmt)
             sparse = fastmlp.MLPClassifier(**params).fit(X_sparse, y)
-            assert max_relative_difference(sparse, dense) == 0
-            np.testing.assert_array_equal(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
-                                          dense.predict_proba(X))
+            # The Numba engine sums a sparse row's nonzeros, the dense loops every
+            # feature, in orders that vectorize differently (bounds-checked code
+            # vectorizes otherwise again): equal to float64 rounding.
+            assert max_relative_difference(sparse, dense) <= 1e-12
+            np.testing.assert_allclose(sparse.predict_proba(scipy.sparse.csr_matrix(X)),
+                                       dense.predict_proba(X), rtol=1e-12, atol=1e-15)
 
 
 @pytest.mark.parametrize("activation", ["leaky_relu", "gelu", "silu"])
