@@ -423,10 +423,9 @@ def _end_epoch(estimator, loss, n_samples, optimizer, progress, incremental, net
         estimator.validation_loss_curve_.append(
             _validation_loss(estimator, network, outputs, validation)
         )
-        _update_no_improvement_count(estimator, _validation_score(estimator, outputs,
-                                                                  validation))
+        estimator._count_no_improvement(_validation_score(estimator, outputs, validation))
     else:
-        _update_no_improvement_count(estimator, None)
+        estimator._count_no_improvement(None)
     optimizer.iteration_ends(estimator.t_)
 
     if estimator._no_improvement_count > estimator.n_iter_no_change:
@@ -449,31 +448,6 @@ def _end_epoch(estimator, loss, n_samples, optimizer, progress, incremental, net
             stacklevel=6,  # the caller of fastmlp.dask.fit or partial_fit
         )
     return False
-
-
-def _update_no_improvement_count(estimator, validation_score):
-    """scikit-learn's rule: the validation score (early stopping) or the training loss
-    against the best so far, by ``tol``."""
-    if validation_score is not None:
-        estimator.validation_scores_.append(validation_score)
-        if estimator.verbose:
-            print(f"Validation score: {estimator.validation_scores_[-1]:f}")
-        last_score = estimator.validation_scores_[-1]
-        if last_score < (estimator.best_validation_score_ + estimator.tol):
-            estimator._no_improvement_count += 1
-        else:
-            estimator._no_improvement_count = 0
-        if last_score > estimator.best_validation_score_:
-            estimator.best_validation_score_ = last_score
-            estimator._best_coefs = [c.copy() for c in estimator.coefs_]
-            estimator._best_intercepts = [b.copy() for b in estimator.intercepts_]
-    else:
-        if estimator.loss_curve_[-1] > estimator.best_loss_ - estimator.tol:
-            estimator._no_improvement_count += 1
-        else:
-            estimator._no_improvement_count = 0
-        if estimator.loss_curve_[-1] < estimator.best_loss_:
-            estimator.best_loss_ = estimator.loss_curve_[-1]
 
 
 def _validation_score(estimator, outputs, validation):

@@ -544,9 +544,15 @@ class _BaseMLP(BaseEstimator):
         return float(data + penalty)
 
     def _update_no_improvement_count(self, early_stopping, X, y, sample_weight):
-        if early_stopping:
-            score = self._score(X, y, sample_weight=sample_weight)
-            self.validation_scores_.append(score)
+        score = self._score(X, y, sample_weight=sample_weight) if early_stopping else None
+        self._count_no_improvement(score)
+
+    def _count_no_improvement(self, validation_score):
+        """scikit-learn's rule after an epoch: the validation score (early stopping; None
+        otherwise) or the training loss against the best so far, by ``tol``. Shared with
+        fits on Dask, which score the validation rows there."""
+        if validation_score is not None:
+            self.validation_scores_.append(validation_score)
             if self.verbose:
                 print(f"Validation score: {self.validation_scores_[-1]:f}")
             last_score = self.validation_scores_[-1]
