@@ -16,7 +16,8 @@ whose y, hidden layers or loss do not fit the fitted network raises a ValueError
 training, where scikit-learn's broadcasts y over the outputs, reads the weights in
 another layout or fails part-way (see ``_BaseMLP._check_continued_network``).
 
-Sparse X is accepted and densified for the engines.
+A sparse X (CSR or CSC) trains and predicts on its nonzeros on the Numba engine; the
+NumPy reference engine makes it dense.
 """
 
 import contextlib
@@ -619,18 +620,28 @@ class _BaseMLP(BaseEstimator):
         return score_function(y, y_pred, sample_weight=sample_weight)
 
     def fit(self, X, y, sample_weight=None):
-        """Fit the model to data matrix X and target(s) y.
+        """Train the network on ``(X, y)``, from new weights unless ``warm_start``.
 
         Parameters
         ----------
         X : {array-like, sparse matrix} of shape (n_samples, n_features)
-            float32 X trains in float32, anything else in float64.
+            The training rows. float32 X trains in float32 (with ``"sgd"`` and
+            ``"adam"``), anything else in float64; a sparse matrix (CSR or CSC) trains
+            on its nonzeros. A dask array or DataFrame trains on Dask
+            (``fastmlp.dask.fit``).
         y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            The targets: class labels of any type, or a 0/1 indicator matrix for
+            multilabel targets (``MLPClassifier``); real values, one column per output
+            (``MLPRegressor``).
         sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows: each row's share of the loss and of its
+            gradient, each batch's divided by the batch's total weight. None weighs
+            every row 1.
 
         Returns
         -------
         self : object
+            The fitted estimator.
         """
         if _on_dask(X):
             return _dask().fit(self, X, y, sample_weight=sample_weight)
@@ -663,34 +674,232 @@ class _BaseMLP(BaseEstimator):
 class MLPClassifier(ClassifierMixin, _BaseMLP):
     """Multi-layer perceptron classifier: scikit-learn's, on fastmlp's engines.
 
-    Takes every parameter of ``sklearn.neural_network.MLPClassifier`` with the same
-    default and meaning, and gives the same fitted model for the same ``random_state``.
+    A feed-forward network trained on the log-loss (cross-entropy) by Adam, stochastic
+    gradient descent or L-BFGS, for binary, multiclass and multilabel targets of any
+    label type. It takes every parameter of ``sklearn.neural_network.MLPClassifier``,
+    with the same defaults, and with the same settings and ``random_state`` gives the
+    same fitted model, to float64 rounding; the work runs on fastmlp's compiled Numba
+    engine (or on its NumPy reference engine).
 
     Parameters
     ----------
-    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
-    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
-    warm_start, momentum, nesterovs_momentum, early_stopping, validation_fraction,
-    beta_1, beta_2, epsilon, n_iter_no_change, max_fun
-        As in scikit-learn; ``activation`` also takes ``"leaky_relu"``, ``"gelu"`` and
-        ``"silu"``.
+    hidden_layer_sizes : array-like of int, or int, default=(100,)
+        The number of units in each hidden layer, from the input side: ``(64, 32)`` is
+        two hidden layers of 64 and 32 units, an int one layer. The input and output
+        layers take their sizes from the data.
+    activation : str, default="relu"
+        The function every hidden unit applies to its weighted input ``z``: ``"relu"``
+        (``max(0, z)``), ``"identity"`` (``z``), ``"logistic"`` (``1 / (1 + exp(-z))``)
+        or ``"tanh"``, as in scikit-learn; and, in fastmlp only, ``"leaky_relu"``
+        (``z``, or ``0.01 * z`` where ``z <= 0``), ``"gelu"`` (in its tanh form,
+        ``0.5 z (1 + tanh(sqrt(2 / pi) (z + 0.044715 z^3)))``) and ``"silu"``
+        (``z / (1 + exp(-z))``). The output layer's function follows from the targets
+        (``out_activation_``).
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
+        How the weights are optimized. ``"adam"`` (Adam) and ``"sgd"`` (stochastic
+        gradient descent with momentum) take one step per minibatch and run in epochs,
+        whole passes over the training rows. ``"lbfgs"`` runs SciPy's L-BFGS-B, a
+        quasi-Newton method, on the loss of all rows at once: often the better choice
+        for a few thousand rows or fewer.
+    alpha : float, default=0.0001
+        The strength of the L2 penalty on the weights (not the biases): ``0.5 * alpha``
+        times the sum of the squared weights, divided by the number of rows (or by the
+        sum of their weights), is added to the loss. At least 0.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch of ``"sgd"`` and ``"adam"``; ``"auto"`` takes
+        ``min(200, n_samples)``. A size larger than the training rows is cut to their
+        number, with a warning. ``"lbfgs"`` does not use minibatches.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The step-size schedule of ``solver="sgd"``. ``"constant"``: always
+        ``learning_rate_init``. ``"invscaling"``: after each epoch,
+        ``learning_rate_init / (t_ + 1) ** power_t``, ``t_`` being the rows seen so
+        far. ``"adaptive"``: ``learning_rate_init`` until the rule of ``tol`` and
+        ``n_iter_no_change`` would stop training; then the rate is divided by 5 and
+        training goes on, until the rate is at most 1e-6.
+    learning_rate_init : float, default=0.001
+        The step size ``"sgd"`` starts with, and the base step size of ``"adam"``.
+        Greater than 0.
+    power_t : float, default=0.5
+        The exponent of the ``"invscaling"`` schedule (``solver="sgd"`` only).
+    max_iter : int, default=200
+        The most epochs of ``"sgd"`` or ``"adam"`` that one ``fit`` runs (reaching it
+        warns with ``ConvergenceWarning``), or the most iterations of ``"lbfgs"``.
+    shuffle : bool, default=True
+        Whether ``"sgd"`` and ``"adam"`` shuffle the training rows before each epoch,
+        drawing from ``random_state``.
+    random_state : int, RandomState instance or None, default=None
+        The source of every random draw of a fit, in scikit-learn's order: the initial
+        weights (uniform, in Glorot's range), the validation split of
+        ``early_stopping``, then the shuffle before each epoch. An int gives the same
+        model at every fit, on any number of threads; None draws from NumPy's global
+        random state.
+    tol : float, default=1e-4
+        The smallest change that counts as an improvement. ``"sgd"`` and ``"adam"``
+        count the epochs in a row whose training loss is not ``tol`` below the lowest
+        so far (with ``early_stopping``: whose validation accuracy is not ``tol`` above
+        the highest so far), and stop once the count exceeds ``n_iter_no_change``. For
+        ``"lbfgs"`` it is SciPy's ``gtol``: L-BFGS-B stops once no component of its
+        projected gradient exceeds ``tol`` (or by its other rules).
+    verbose : bool or int, default=False
+        Print the loss after each epoch of ``"sgd"`` or ``"adam"`` (and the validation
+        accuracy with ``early_stopping``), and why training stopped.
+    warm_start : bool, default=False
+        When True, ``fit`` goes on training the fitted network instead of drawing new
+        weights, and ``loss_curve_`` goes on growing. The data must fit that network:
+        the same features and classes, as many hidden layers (for ``"lbfgs"``, of the
+        same sizes; the stochastic solvers keep the fitted sizes, as scikit-learn's
+        do); otherwise ``fit`` raises ``ValueError`` before training.
+    momentum : float, default=0.9
+        The momentum of ``solver="sgd"``, in [0, 1]: each step carries on this share
+        of the last one.
+    nesterovs_momentum : bool, default=True
+        Whether ``solver="sgd"`` takes Nesterov's form of momentum, whose gradient
+        step looks ahead along the velocity.
+    early_stopping : bool, default=False
+        When True, ``"sgd"`` and ``"adam"`` hold out ``validation_fraction`` of the
+        training rows (stratified by class where there is one output), score the
+        network's accuracy on them after each epoch, stop by ``tol`` and
+        ``n_iter_no_change`` on that score instead of the training loss, and end with
+        the weights of the best-scoring epoch. Refused by ``partial_fit``; ignored by
+        ``"lbfgs"``.
+    validation_fraction : float, default=0.1
+        The share of the training rows held out with ``early_stopping``, in [0, 1);
+        at least two rows must be held out.
+    beta_1 : float, default=0.9
+        Adam's decay rate for its running mean of the gradients, in [0, 1).
+    beta_2 : float, default=0.999
+        Adam's decay rate for its running mean of the squared gradients, in [0, 1).
+    epsilon : float, default=1e-8
+        Added to the square root of Adam's mean squared gradient, the denominator of
+        its step, so that it is never zero. Greater than 0.
+    n_iter_no_change : int or np.inf, default=10
+        How many epochs in a row without an improvement of ``tol`` ``"sgd"`` and
+        ``"adam"`` allow: they stop at the next one. ``np.inf`` never stops early.
+    max_fun : int, default=15000
+        The most evaluations of the loss and its gradient that ``"lbfgs"`` may make
+        (an iteration makes one or more).
     backend : {"numba", "numpy"}, default="numba"
-        The Numba engine, or the NumPy reference engine.
-    n_threads : int, default=None
-        Threads for the Numba engine (negative: all but ``-1 - n``). None: all of
-        Numba's, or one where that has been running faster (on a busy machine); the
-        weights are the same either way.
+        The engine that trains and predicts: fastmlp's compiled Numba kernels, or its
+        NumPy reference engine, the plain implementation the kernels are tested
+        against (slower; the same results to float64 rounding). Not in scikit-learn.
+    n_threads : int or None, default=None
+        The threads the Numba engine may use. A positive count is capped at Numba's
+        (``NUMBA_NUM_THREADS``); a negative one counts back from it, as in joblib (-1:
+        all, -2: all but one); 0 is refused. None: Numba's count, except that each
+        engine call runs on one thread where that has lately been faster (on a busy
+        machine). A batch is split into at most two chunks of rows, so one fit keeps
+        at most two threads busy. The weights are the same for every value. Ignored
+        by ``backend="numpy"``. Not in scikit-learn.
     progress : bool, default=False
-        Show a progress bar over epochs with the current loss.
+        Show a progress bar (tqdm) over the epochs of ``"sgd"`` and ``"adam"``, with
+        the current loss. Not in scikit-learn.
 
     Attributes
     ----------
-    classes_, loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
-    t_, coefs_, intercepts_, n_features_in_, feature_names_in_, n_iter_, n_layers_,
-    n_outputs_, out_activation_
-        As in scikit-learn.
+    classes_ : ndarray of shape (n_classes,)
+        The class labels, sorted (for a multilabel indicator ``y``, the column
+        indices): the column order of ``predict_proba``.
+    loss_ : float
+        The training loss (log-loss plus the L2 penalty) after the last epoch: for
+        ``"sgd"`` and ``"adam"``, the batches' losses, each taken before its step,
+        averaged over the epoch's rows; for ``"lbfgs"``, the loss at the fitted weights.
+    best_loss_ : float or None
+        The lowest value in ``loss_curve_``; None with ``early_stopping`` (see
+        ``best_validation_score_``). Set by ``"sgd"`` and ``"adam"`` only.
+    loss_curve_ : list of float
+        ``loss_`` after each epoch, one entry per epoch since the weights were drawn
+        (``warm_start`` fits and ``partial_fit`` calls append to it). Set by ``"sgd"``
+        and ``"adam"`` only.
+    validation_scores_ : list of float or None
+        With ``early_stopping``, the accuracy on the held-out rows after each epoch;
+        None otherwise. Set by ``"sgd"`` and ``"adam"`` only.
+    best_validation_score_ : float or None
+        With ``early_stopping``, the highest of ``validation_scores_``: the fitted
+        weights are that epoch's. None otherwise. Set by ``"sgd"`` and ``"adam"`` only.
     validation_loss_curve_ : list of float
-        With ``early_stopping``, the loss on the validation set after each epoch.
+        With ``early_stopping``, the loss (log-loss plus the L2 penalty) on the
+        held-out rows after each epoch; NaN where their sample weights sum to zero.
+        Set only with ``early_stopping``. Not in scikit-learn.
+    t_ : int
+        The training rows that ``"sgd"`` and ``"adam"`` have stepped through since the
+        weights were drawn (epochs times rows, over ``warm_start`` fits and
+        ``partial_fit`` calls): the ``t`` of ``"invscaling"``. ``"lbfgs"`` does not
+        change it.
+    coefs_ : list of ndarray
+        The weight matrices, ``n_layers_ - 1`` of them: ``coefs_[i]``, of shape (units
+        of layer i, units of layer i + 1), maps layer i to the next (layer 0 is the
+        input). float32 where ``X`` was float32 and the solver stochastic, float64
+        otherwise.
+    intercepts_ : list of ndarray
+        The bias vectors: ``intercepts_[i]``, of shape (units of layer i + 1,), is
+        added to layer i + 1's weighted input.
+    n_features_in_ : int
+        The number of features ``X`` had at ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The column names of ``X`` at ``fit``, set only where they were all strings (a
+        pandas DataFrame, for instance).
+    n_iter_ : int
+        The epochs that the last ``fit`` ran (1 after ``partial_fit``), or for
+        ``"lbfgs"`` its iterations.
+    n_layers_ : int
+        The layers, input and output included: ``len(hidden_layer_sizes) + 2``.
+    n_outputs_ : int
+        The output units: 1 for two classes, one per class for more, one per label for
+        multilabel targets.
+    out_activation_ : str
+        The output function: ``"logistic"`` for two classes and multilabel targets (a
+        probability per output), ``"softmax"`` for more than two classes.
+
+    See Also
+    --------
+    MLPRegressor : The same network for real-valued targets.
+    sklearn.neural_network.MLPClassifier : scikit-learn's classifier, whose fitted
+        model this one gives.
+    fastmlp.save : Write a fitted model to a file, without pickle.
+
+    Notes
+    -----
+    Where fastmlp differs from scikit-learn on purpose:
+
+    * a ``fit`` or ``partial_fit`` that raises (on bad input, or on weights that
+      diverge) leaves the estimator exactly as it was; scikit-learn's keeps what the
+      failed call did to it;
+    * a ``warm_start`` fit or ``partial_fit`` whose ``y``, hidden layers or loss do not
+      fit the fitted network raises ``ValueError`` before training, where
+      scikit-learn's broadcasts ``y`` over the outputs, reads the weights in another
+      layout or fails part-way.
+
+    Its warnings and error messages are scikit-learn's, word for word. A sparse ``X``
+    (CSR or CSC) trains and predicts on its nonzeros on the Numba engine; the NumPy
+    engine makes it dense. A dask array or dataframe trains and predicts on Dask
+    (``fastmlp.dask``). Ctrl-C stops a fit within about a tenth of a second and keeps
+    the epochs done, with scikit-learn's warning. Pickling and ``copy.deepcopy`` store
+    plain state only (numbers, strings, arrays, lists and dicts).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_moons
+    >>> from fastmlp import MLPClassifier
+    >>> X, y = make_moons(n_samples=200, noise=0.1, random_state=0)
+    >>> clf = MLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs", random_state=0)
+    >>> clf = clf.fit(X, y)
+    >>> clf.classes_
+    array([0, 1])
+    >>> clf.predict([[0.0, 1.0], [1.0, -0.5]])  # a point on each moon
+    array([0, 1])
+    >>> clf.predict_proba(X[:3]).shape
+    (3, 2)
+    >>> clf.score(X, y) > 0.95
+    True
+
+    The same settings give scikit-learn's model:
+
+    >>> import numpy as np
+    >>> from sklearn.neural_network import MLPClassifier as SklearnMLPClassifier
+    >>> reference = SklearnMLPClassifier(hidden_layer_sizes=(32,), solver="lbfgs",
+    ...                                  random_state=0).fit(X, y)
+    >>> all(np.allclose(a, b) for a, b in zip(clf.coefs_, reference.coefs_))
+    True
     """
 
     def __init__(
@@ -730,11 +939,20 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return X, _binarize(self._label_binarizer, y)
 
     def predict(self, X):
-        """Predict using the multi-layer perceptron classifier.
+        """Predict the class of each row of ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to classify (a dask array or DataFrame is predicted on Dask, block
+            by block: ``fastmlp.dask.predict``).
 
         Returns
         -------
         y : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            The most probable class of each row, a label of ``classes_`` (for two
+            classes, the second where its probability is above 0.5); for multilabel
+            targets, a 0/1 row of every label whose probability is above 0.5.
         """
         if _on_dask(X):
             return _dask().predict(self, X)
@@ -748,8 +966,24 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         return _labels_of(self._label_binarizer, y_pred)
 
     def score(self, X, y, sample_weight=None):
-        """The mean accuracy on ``(X, y)``, as scikit-learn's; on Dask for dask collections
-        (``fastmlp.dask.score``)."""
+        """The mean accuracy of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to classify (dask collections are scored on Dask:
+            ``fastmlp.dask.score``).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their true labels.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows in the mean; None weighs every row 1.
+
+        Returns
+        -------
+        score : float
+            The weighted share of rows predicted right; for multilabel targets, of rows
+            with every label right.
+        """
         if _on_dask(X):
             return _dask().score(self, X, y, sample_weight=sample_weight)
         return super().score(X, y, sample_weight=sample_weight)
@@ -759,9 +993,30 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 
     @available_if(lambda est: est._check_solver())
     def partial_fit(self, X, y, sample_weight=None, classes=None):
-        """Update the model with a single iteration over the given data.
+        """Train for one epoch over ``(X, y)``, going on from the current weights.
 
-        ``classes`` (all classes across calls) is required on the first call.
+        Only for ``solver="sgd"`` and ``"adam"`` (with ``"lbfgs"`` the method is not
+        there: reading it raises ``AttributeError``), and not with ``early_stopping``.
+        On an unfitted estimator the first call draws the weights; otherwise training
+        goes on with the fitted network and optimizer state.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows of this epoch (a dask array or DataFrame trains on Dask).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their labels, among ``classes`` (or a 0/1 indicator matrix for multilabel
+            targets).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows, as in :meth:`fit`.
+        classes : array-like of shape (n_classes,), default=None
+            Every class that any call will see. Required on the first call (unless
+            ``fit`` ran before), where it sets ``classes_``; later, the same or None.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
         """
         if _on_dask(X):
             return _dask().partial_fit(self, X, y, sample_weight=sample_weight, classes=classes)
@@ -775,14 +1030,39 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
             return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
     def predict_log_proba(self, X):
-        """The log of ``predict_proba(X)``."""
+        """The natural log of :meth:`predict_proba`'s probabilities.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to classify.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+            ``log(predict_proba(X))``: a class whose probability is 0 (an underflow)
+            gets ``-inf``.
+        """
         if _on_dask(X):
             return _dask().predict_log_proba(self, X)
         y_prob = self.predict_proba(X)
         return np.log(y_prob, out=y_prob)
 
     def predict_proba(self, X):
-        """Probability estimates, shape (n_samples, n_classes), in ``classes_`` order."""
+        """The probability of each class for each row of ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to classify (a dask array or DataFrame is predicted on Dask).
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            Columns in the order of ``classes_``. Each row sums to 1, except for
+            multilabel targets, where each column is that label's own probability.
+            float32 where both the weights and X are float32, else float64.
+        """
         if _on_dask(X):
             return _dask().predict_proba(self, X)
         check_is_fitted(self)
@@ -802,9 +1082,226 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
 class MLPRegressor(RegressorMixin, _BaseMLP):
     """Multi-layer perceptron regressor: scikit-learn's, on fastmlp's engines.
 
-    ``loss`` is ``"squared_error"`` (identity output) or ``"poisson"`` (exp output, for
-    ``y >= 0``; as in scikit-learn, a negative y is not refused and makes the loss NaN).
-    Every other parameter and attribute is as in :class:`MLPClassifier`.
+    A feed-forward network trained on the squared error (or the Poisson deviance) by
+    Adam, stochastic gradient descent or L-BFGS, for one or several real-valued
+    targets. It takes every parameter of ``sklearn.neural_network.MLPRegressor``,
+    with the same defaults, and with the same settings and ``random_state`` gives the
+    same fitted model, to float64 rounding; the work runs on fastmlp's compiled Numba
+    engine (or on its NumPy reference engine).
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        What training minimizes, and so the output layer's function.
+        ``"squared_error"``: half the mean squared error, averaged over the outputs,
+        with an identity output. ``"poisson"``: the mean of ``y log(y / p) - y + p``
+        (half the Poisson deviance), summed over the outputs, with an ``exp`` output
+        ``p``, for counts and other targets ``y >= 0``; as in scikit-learn, a negative
+        ``y`` is not refused, and makes the loss NaN. The first positional parameter,
+        as in scikit-learn.
+    hidden_layer_sizes : array-like of int, or int, default=(100,)
+        The number of units in each hidden layer, from the input side: ``(64, 32)`` is
+        two hidden layers of 64 and 32 units, an int one layer. The input and output
+        layers take their sizes from the data.
+    activation : str, default="relu"
+        The function every hidden unit applies to its weighted input ``z``: ``"relu"``
+        (``max(0, z)``), ``"identity"`` (``z``), ``"logistic"`` (``1 / (1 + exp(-z))``)
+        or ``"tanh"``, as in scikit-learn; and, in fastmlp only, ``"leaky_relu"``
+        (``z``, or ``0.01 * z`` where ``z <= 0``), ``"gelu"`` (in its tanh form,
+        ``0.5 z (1 + tanh(sqrt(2 / pi) (z + 0.044715 z^3)))``) and ``"silu"``
+        (``z / (1 + exp(-z))``). The output layer's function follows from the targets
+        (``out_activation_``).
+    solver : {"adam", "sgd", "lbfgs"}, default="adam"
+        How the weights are optimized. ``"adam"`` (Adam) and ``"sgd"`` (stochastic
+        gradient descent with momentum) take one step per minibatch and run in epochs,
+        whole passes over the training rows. ``"lbfgs"`` runs SciPy's L-BFGS-B, a
+        quasi-Newton method, on the loss of all rows at once: often the better choice
+        for a few thousand rows or fewer.
+    alpha : float, default=0.0001
+        The strength of the L2 penalty on the weights (not the biases): ``0.5 * alpha``
+        times the sum of the squared weights, divided by the number of rows (or by the
+        sum of their weights), is added to the loss. At least 0.
+    batch_size : int or "auto", default="auto"
+        Rows per minibatch of ``"sgd"`` and ``"adam"``; ``"auto"`` takes
+        ``min(200, n_samples)``. A size larger than the training rows is cut to their
+        number, with a warning. ``"lbfgs"`` does not use minibatches.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        The step-size schedule of ``solver="sgd"``. ``"constant"``: always
+        ``learning_rate_init``. ``"invscaling"``: after each epoch,
+        ``learning_rate_init / (t_ + 1) ** power_t``, ``t_`` being the rows seen so
+        far. ``"adaptive"``: ``learning_rate_init`` until the rule of ``tol`` and
+        ``n_iter_no_change`` would stop training; then the rate is divided by 5 and
+        training goes on, until the rate is at most 1e-6.
+    learning_rate_init : float, default=0.001
+        The step size ``"sgd"`` starts with, and the base step size of ``"adam"``.
+        Greater than 0.
+    power_t : float, default=0.5
+        The exponent of the ``"invscaling"`` schedule (``solver="sgd"`` only).
+    max_iter : int, default=200
+        The most epochs of ``"sgd"`` or ``"adam"`` that one ``fit`` runs (reaching it
+        warns with ``ConvergenceWarning``), or the most iterations of ``"lbfgs"``.
+    shuffle : bool, default=True
+        Whether ``"sgd"`` and ``"adam"`` shuffle the training rows before each epoch,
+        drawing from ``random_state``.
+    random_state : int, RandomState instance or None, default=None
+        The source of every random draw of a fit, in scikit-learn's order: the initial
+        weights (uniform, in Glorot's range), the validation split of
+        ``early_stopping``, then the shuffle before each epoch. An int gives the same
+        model at every fit, on any number of threads; None draws from NumPy's global
+        random state.
+    tol : float, default=1e-4
+        The smallest change that counts as an improvement. ``"sgd"`` and ``"adam"``
+        count the epochs in a row whose training loss is not ``tol`` below the lowest
+        so far (with ``early_stopping``: whose validation R^2 is not ``tol`` above
+        the highest so far), and stop once the count exceeds ``n_iter_no_change``. For
+        ``"lbfgs"`` it is SciPy's ``gtol``: L-BFGS-B stops once no component of its
+        projected gradient exceeds ``tol`` (or by its other rules).
+    verbose : bool or int, default=False
+        Print the loss after each epoch of ``"sgd"`` or ``"adam"`` (and the validation
+        R^2 with ``early_stopping``), and why training stopped.
+    warm_start : bool, default=False
+        When True, ``fit`` goes on training the fitted network instead of drawing new
+        weights, and ``loss_curve_`` goes on growing. The data must fit that network:
+        the same features, outputs and loss, as many hidden layers (for ``"lbfgs"``,
+        of the same sizes; the stochastic solvers keep the fitted sizes, as
+        scikit-learn's do); otherwise ``fit`` raises ``ValueError`` before training.
+    momentum : float, default=0.9
+        The momentum of ``solver="sgd"``, in [0, 1]: each step carries on this share
+        of the last one.
+    nesterovs_momentum : bool, default=True
+        Whether ``solver="sgd"`` takes Nesterov's form of momentum, whose gradient
+        step looks ahead along the velocity.
+    early_stopping : bool, default=False
+        When True, ``"sgd"`` and ``"adam"`` hold out ``validation_fraction`` of the
+        training rows, score the network's R^2 on them after each epoch, stop by
+        ``tol`` and ``n_iter_no_change`` on that score instead of the training loss,
+        and end with the weights of the best-scoring epoch. Refused by ``partial_fit``; ignored by
+        ``"lbfgs"``.
+    validation_fraction : float, default=0.1
+        The share of the training rows held out with ``early_stopping``, in [0, 1);
+        at least two rows must be held out.
+    beta_1 : float, default=0.9
+        Adam's decay rate for its running mean of the gradients, in [0, 1).
+    beta_2 : float, default=0.999
+        Adam's decay rate for its running mean of the squared gradients, in [0, 1).
+    epsilon : float, default=1e-8
+        Added to the square root of Adam's mean squared gradient, the denominator of
+        its step, so that it is never zero. Greater than 0.
+    n_iter_no_change : int or np.inf, default=10
+        How many epochs in a row without an improvement of ``tol`` ``"sgd"`` and
+        ``"adam"`` allow: they stop at the next one. ``np.inf`` never stops early.
+    max_fun : int, default=15000
+        The most evaluations of the loss and its gradient that ``"lbfgs"`` may make
+        (an iteration makes one or more).
+    backend : {"numba", "numpy"}, default="numba"
+        The engine that trains and predicts: fastmlp's compiled Numba kernels, or its
+        NumPy reference engine, the plain implementation the kernels are tested
+        against (slower; the same results to float64 rounding). Not in scikit-learn.
+    n_threads : int or None, default=None
+        The threads the Numba engine may use. A positive count is capped at Numba's
+        (``NUMBA_NUM_THREADS``); a negative one counts back from it, as in joblib (-1:
+        all, -2: all but one); 0 is refused. None: Numba's count, except that each
+        engine call runs on one thread where that has lately been faster (on a busy
+        machine). A batch is split into at most two chunks of rows, so one fit keeps
+        at most two threads busy. The weights are the same for every value. Ignored
+        by ``backend="numpy"``. Not in scikit-learn.
+    progress : bool, default=False
+        Show a progress bar (tqdm) over the epochs of ``"sgd"`` and ``"adam"``, with
+        the current loss. Not in scikit-learn.
+
+    Attributes
+    ----------
+    loss_ : float
+        The training loss (``loss``'s data term plus the L2 penalty) after the last
+        epoch: for ``"sgd"`` and ``"adam"``, the batches' losses, each taken before its
+        step, averaged over the epoch's rows; for ``"lbfgs"``, the loss at the fitted
+        weights.
+    best_loss_ : float or None
+        The lowest value in ``loss_curve_``; None with ``early_stopping`` (see
+        ``best_validation_score_``). Set by ``"sgd"`` and ``"adam"`` only.
+    loss_curve_ : list of float
+        ``loss_`` after each epoch, one entry per epoch since the weights were drawn
+        (``warm_start`` fits and ``partial_fit`` calls append to it). Set by ``"sgd"``
+        and ``"adam"`` only.
+    validation_scores_ : list of float or None
+        With ``early_stopping``, the R^2 on the held-out rows after each epoch;
+        None otherwise. Set by ``"sgd"`` and ``"adam"`` only.
+    best_validation_score_ : float or None
+        With ``early_stopping``, the highest of ``validation_scores_``: the fitted
+        weights are that epoch's. None otherwise. Set by ``"sgd"`` and ``"adam"`` only.
+    validation_loss_curve_ : list of float
+        With ``early_stopping``, the loss (data term plus the L2 penalty) on the
+        held-out rows after each epoch; NaN where their sample weights sum to zero.
+        Set only with ``early_stopping``. Not in scikit-learn.
+    t_ : int
+        The training rows that ``"sgd"`` and ``"adam"`` have stepped through since the
+        weights were drawn (epochs times rows, over ``warm_start`` fits and
+        ``partial_fit`` calls): the ``t`` of ``"invscaling"``. ``"lbfgs"`` does not
+        change it.
+    coefs_ : list of ndarray
+        The weight matrices, ``n_layers_ - 1`` of them: ``coefs_[i]``, of shape (units
+        of layer i, units of layer i + 1), maps layer i to the next (layer 0 is the
+        input). float32 where ``X`` was float32 and the solver stochastic, float64
+        otherwise.
+    intercepts_ : list of ndarray
+        The bias vectors: ``intercepts_[i]``, of shape (units of layer i + 1,), is
+        added to layer i + 1's weighted input.
+    n_features_in_ : int
+        The number of features ``X`` had at ``fit``.
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        The column names of ``X`` at ``fit``, set only where they were all strings (a
+        pandas DataFrame, for instance).
+    n_iter_ : int
+        The epochs that the last ``fit`` ran (1 after ``partial_fit``), or for
+        ``"lbfgs"`` its iterations.
+    n_layers_ : int
+        The layers, input and output included: ``len(hidden_layer_sizes) + 2``.
+    n_outputs_ : int
+        The output units: one per target column.
+    out_activation_ : str
+        The output function: ``"identity"`` for ``loss="squared_error"``, ``"exp"`` for
+        ``loss="poisson"``.
+
+    See Also
+    --------
+    MLPClassifier : The same network for class labels.
+    sklearn.neural_network.MLPRegressor : scikit-learn's regressor, whose fitted
+        model this one gives.
+    fastmlp.save : Write a fitted model to a file, without pickle.
+
+    Notes
+    -----
+    Where fastmlp differs from scikit-learn on purpose:
+
+    * a ``fit`` or ``partial_fit`` that raises (on bad input, or on weights that
+      diverge) leaves the estimator exactly as it was; scikit-learn's keeps what the
+      failed call did to it;
+    * a ``warm_start`` fit or ``partial_fit`` whose ``y``, hidden layers or loss do not
+      fit the fitted network raises ``ValueError`` before training, where
+      scikit-learn's broadcasts ``y`` over the outputs, reads the weights in another
+      layout or fails part-way.
+
+    Its warnings and error messages are scikit-learn's, word for word. A sparse ``X``
+    (CSR or CSC) trains and predicts on its nonzeros on the Numba engine; the NumPy
+    engine makes it dense. A dask array or dataframe trains and predicts on Dask
+    (``fastmlp.dask``). Ctrl-C stops a fit within about a tenth of a second and keeps
+    the epochs done, with scikit-learn's warning. Pickling and ``copy.deepcopy`` store
+    plain state only (numbers, strings, arrays, lists and dicts).
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> from fastmlp import MLPRegressor
+    >>> X, y = make_regression(n_samples=200, n_features=4, noise=1.0, random_state=0)
+    >>> y = y / y.std()
+    >>> reg = MLPRegressor(hidden_layer_sizes=(32,), solver="lbfgs", random_state=0)
+    >>> reg = reg.fit(X, y)
+    >>> reg.predict(X[:3]).shape
+    (3,)
+    >>> reg.score(X, y) > 0.99
+    True
+    >>> reg.n_outputs_, reg.out_activation_
+    (1, 'identity')
     """
 
     _parameter_constraints: dict = {
@@ -824,7 +1321,19 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         self._store_params(locals())
 
     def predict(self, X):
-        """Predict using the multi-layer perceptron model: (n_samples,) or (n, n_outputs)."""
+        """The network's prediction for each row of ``X``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict (a dask array or DataFrame is predicted on Dask, block
+            by block: ``fastmlp.dask.predict``).
+
+        Returns
+        -------
+        y : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            The predicted values: one column per output, a 1-d array for one output.
+        """
         if _on_dask(X):
             return _dask().predict(self, X)
         check_is_fitted(self)
@@ -837,8 +1346,25 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         return y_pred
 
     def score(self, X, y, sample_weight=None):
-        """The coefficient of determination R^2 on ``(X, y)``, as scikit-learn's; on Dask
-        for dask collections (``fastmlp.dask.score``)."""
+        """The coefficient of determination R^2 of ``predict(X)`` against ``y``.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows to predict (dask collections are scored on Dask:
+            ``fastmlp.dask.score``).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their true values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Weights of the rows; None weighs every row 1.
+
+        Returns
+        -------
+        score : float
+            ``1 - (residual sum of squares) / (total sum of squares)``, averaged over
+            the outputs: 1 for perfect predictions, 0 for predicting the mean of ``y``,
+            negative for worse.
+        """
         if _on_dask(X):
             return _dask().score(self, X, y, sample_weight=sample_weight)
         return super().score(X, y, sample_weight=sample_weight)
@@ -858,7 +1384,27 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     # runs a full L-BFGS fit); kept for parity.
     @available_if(lambda est: est._check_solver)
     def partial_fit(self, X, y, sample_weight=None):
-        """Update the model with a single iteration over the given data."""
+        """Train for one epoch over ``(X, y)``, going on from the current weights.
+
+        For ``solver="sgd"`` and ``"adam"``, and not with ``early_stopping``: on an
+        unfitted estimator the first call draws the weights; otherwise training goes on
+        with the fitted network and optimizer state. With ``solver="lbfgs"``, as in
+        scikit-learn, a call runs a whole L-BFGS fit from the current weights.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix} of shape (n_samples, n_features)
+            The rows of this epoch (a dask array or DataFrame trains on Dask).
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Their target values.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights of the rows, as in :meth:`fit`.
+
+        Returns
+        -------
+        self : object
+            The updated estimator.
+        """
         if _on_dask(X):
             return _dask().partial_fit(self, X, y, sample_weight=sample_weight)
         with _fitting(self, "partial_fit"):

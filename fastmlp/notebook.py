@@ -39,8 +39,28 @@ n_class = 2
 def init_weights(n_hidden=100, *, n_feature=None, n_class=None):
     """Standard-normal weights, drawn from NumPy's global random state as the notebook does.
 
-    After ``np.random.seed(s)`` this returns exactly the notebook's model. ``n_feature`` and
-    ``n_class`` default to this module's ``n_feature`` and ``n_class``.
+    After ``np.random.seed(s)`` this returns exactly the notebook's model: ``W1`` is drawn
+    first, then ``W2``.
+
+    Parameters
+    ----------
+    n_hidden : int, default=100
+        Units in the hidden layer.
+    n_feature : int, default=None
+        Inputs of the network; None takes this module's ``n_feature`` (2, the notebook's).
+    n_class : int, default=None
+        Classes, the outputs of the network; None takes this module's ``n_class`` (2).
+
+    Returns
+    -------
+    model : dict
+        ``{"W1": ndarray of shape (n_feature + 1, n_hidden), "W2": ndarray of shape
+        (n_hidden + 1, n_class)}``, float64, each matrix's last row the biases.
+
+    Raises
+    ------
+    ValueError
+        Where a size is negative (NumPy's error).
     """
     n_feature = globals()["n_feature"] if n_feature is None else n_feature
     n_class = globals()["n_class"] if n_class is None else n_class
@@ -51,7 +71,35 @@ def init_weights(n_hidden=100, *, n_feature=None, n_class=None):
 
 
 def softmax(x):
-    """``exp(x) / exp(x).sum()`` over all of ``x``, computed without overflow."""
+    """``exp(x) / exp(x).sum()`` over all of ``x``, computed without overflow.
+
+    The maximum is subtracted first, so large values give the right answer where the
+    notebook's gives NaN. The sum runs over every element, as in the notebook: for a
+    batch, take one row at a time (or use :func:`forward`, which normalizes each row).
+
+    Parameters
+    ----------
+    x : array-like of float, any shape
+        The scores (logits).
+
+    Returns
+    -------
+    ndarray of float64, shape of ``x``
+        Positive values that sum to 1.
+
+    Raises
+    ------
+    ValueError
+        Where ``x`` holds NaN or infinity, complex or non-numeric values, or is a sparse
+        matrix.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import notebook
+    >>> notebook.softmax(np.array([1000.0, 1000.0]))
+    array([0.5, 0.5])
+    """
     x = check_finite_array(x, "x", np.float64, np.ndim(x))
     e = np.exp(x - x.max()) if x.size else x
     return e / e.sum()
@@ -109,12 +157,28 @@ def _check_labels(y, n_samples, n_classes):
 def forward(x, model):
     """The forward pass of one example ``x`` (or of each row of a 2-d batch).
 
+    Parameters
+    ----------
+    x : array-like of shape (n_feature,) or (n_samples, n_feature)
+        One example, or a batch of examples, one a row.
+    model : dict
+        The notebook's model: ``"W1"`` of shape (n_feature + 1, n_hidden) and ``"W2"``
+        of shape (n_hidden + 1, n_class), each with the biases as its last row (as
+        :func:`init_weights` makes it). Other keys are ignored.
+
     Returns
     -------
     h : ndarray of shape (n_hidden + 1,) or (n_samples, n_hidden + 1)
         The ReLU hidden values with the constant 1 appended (the bias unit).
     hat_y : ndarray of shape (n_class,) or (n_samples, n_class)
         The softmax class probabilities.
+
+    Raises
+    ------
+    ValueError
+        Where ``model`` lacks ``"W1"`` or ``"W2"``, their shapes do not chain, ``x`` has
+        another number of features than ``W1`` takes or no rows, or any of them holds
+        NaN or infinity.
     """
     W1, W2 = _check_model(model)
     single = np.ndim(x) == 1
@@ -129,8 +193,32 @@ def forward(x, model):
 def backward(model, xs, hs, errs):
     """Gradients of the mean log-likelihood from stored inputs, hidden values and errors.
 
-    ``xs`` (N, n_feature), ``hs`` (N, n_hidden + 1) with the bias column last, and
-    ``errs = y_true - hat_y`` (N, n_class), as the notebook collects them.
+    The notebook's backward pass, on the batch at once (plain NumPy): the ReLU's
+    derivative is read from ``hs > 0``.
+
+    Parameters
+    ----------
+    model : dict
+        The notebook's model, ``"W1"`` and ``"W2"`` (see :func:`forward`).
+    xs : array-like of shape (N, n_feature)
+        The inputs, one example a row.
+    hs : array-like of shape (N, n_hidden + 1)
+        Their hidden values as :func:`forward` gives them, the bias column last.
+    errs : array-like of shape (N, n_class)
+        Their errors ``y_true - hat_y``: one-hot targets minus the probabilities.
+
+    Returns
+    -------
+    grad : dict
+        ``{"W1": ndarray of shape (n_feature + 1, n_hidden), "W2": ndarray of shape
+        (n_hidden + 1, n_class)}``: the gradient of the log-likelihood averaged over the
+        N examples, laid out as the model (biases last), to be added for ascent.
+
+    Raises
+    ------
+    ValueError
+        Where the model is malformed, the shapes do not match it or each other, or an
+        input holds NaN or infinity.
     """
     W1, W2 = _check_model(model)
     xs = _check_inputs(xs, W1, "xs")
@@ -183,7 +271,35 @@ def _log_likelihood_gradient(W1, W2, X, labels, backend):
 
 
 def get_gradient(model, X_train, y_train, *, backend="numba"):
-    """The gradient of the mean log-likelihood over the whole batch, as ``dict(W1=, W2=)``."""
+    """The gradient of the mean log-likelihood over the whole batch, as ``dict(W1=, W2=)``.
+
+    The notebook's ``get_gradient``, computed for all examples at once on one of
+    fastmlp's engines instead of a Python loop over them.
+
+    Parameters
+    ----------
+    model : dict
+        The notebook's model, ``"W1"`` and ``"W2"`` (see :func:`forward`).
+    X_train : array-like of shape (n_samples, n_feature)
+        The examples, one a row.
+    y_train : array-like of shape (n_samples,)
+        Their class indices, in ``[0, n_class)``; floats are truncated to integers, as
+        the notebook's ``int(cls_idx)`` does.
+    backend : {"numba", "numpy"}, default="numba"
+        The engine: fastmlp's compiled kernels, or its NumPy reference engine.
+
+    Returns
+    -------
+    grad : dict
+        ``{"W1": ndarray of shape (n_feature + 1, n_hidden), "W2": ndarray of shape
+        (n_hidden + 1, n_class)}``, float64: the direction of steepest ascent.
+
+    Raises
+    ------
+    ValueError
+        Where the backend is unknown, the model is malformed, the shapes do not match,
+        a label is out of range, or an input holds NaN or infinity.
+    """
     check_backend(backend)
     W1, W2 = _check_model(model)
     X = _check_inputs(X_train, W1)
@@ -260,7 +376,32 @@ def _ascend(model, X_train, y_train, learning_rate, n_steps, backend):
 
 
 def gradient_step(model, X_train, y_train, learning_rate=1e-1, *, backend="numba"):
-    """One gradient-ascent step; returns the new model (the one passed in is untouched)."""
+    """One gradient-ascent step; returns the new model (the one passed in is untouched).
+
+    Parameters
+    ----------
+    model : dict
+        The notebook's model, ``"W1"`` and ``"W2"`` (see :func:`forward`).
+    X_train : array-like of shape (n_samples, n_feature)
+        The examples, one a row.
+    y_train : array-like of shape (n_samples,)
+        Their class indices, in ``[0, n_class)``.
+    learning_rate : float, default=0.1
+        The step size: the step adds ``learning_rate`` times :func:`get_gradient`.
+    backend : {"numba", "numpy"}, default="numba"
+        The engine: fastmlp's compiled kernels, or its NumPy reference engine.
+
+    Returns
+    -------
+    model : dict
+        A new dict, with new ``"W1"`` and ``"W2"`` arrays and the other keys of
+        ``model`` as they were.
+
+    Raises
+    ------
+    ValueError
+        As :func:`get_gradient`.
+    """
     return _ascend(model, X_train, y_train, learning_rate, 1, backend)
 
 
@@ -270,9 +411,51 @@ def gradient_ascent(
     """``no_iter`` gradient-ascent steps with the notebook's learning rate (0.1).
 
     Prints ``Iteration i`` before each step, as the notebook does, unless ``verbose=False``;
-    silent, all the steps run in one compiled call. ``no_iter`` counts as the notebook's
-    ``range(no_iter)`` does: an integer, none below 1. With no step, the model comes back
-    unchanged, in new arrays.
+    silent, all the steps run in one compiled call.
+
+    Parameters
+    ----------
+    model : dict
+        The notebook's model, ``"W1"`` and ``"W2"`` (see :func:`forward`); not modified.
+    X_train : array-like of shape (n_samples, n_feature)
+        The examples, one a row.
+    y_train : array-like of shape (n_samples,)
+        Their class indices, in ``[0, n_class)``.
+    no_iter : int, default=10
+        The number of steps, counted as the notebook's ``range(no_iter)`` counts: none
+        for 0 or less, and then the model comes back unchanged, in new arrays.
+    verbose : bool, default=True
+        Print ``Iteration i`` before each step.
+    learning_rate : float, default=0.1
+        The step size (see :func:`gradient_step`).
+    backend : {"numba", "numpy"}, default="numba"
+        The engine: fastmlp's compiled kernels, or its NumPy reference engine.
+
+    Returns
+    -------
+    model : dict
+        The model after the last step, in new arrays.
+
+    Raises
+    ------
+    TypeError
+        Where ``no_iter`` is not an integer.
+    ValueError
+        As :func:`get_gradient`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from fastmlp import notebook
+    >>> rng = np.random.default_rng(0)
+    >>> X = rng.normal(size=(100, 2))
+    >>> y = (X[:, 0] > 0).astype(int)
+    >>> np.random.seed(0)
+    >>> model = notebook.init_weights(n_hidden=16)
+    >>> model = notebook.gradient_ascent(model, X, y, no_iter=100, verbose=False)
+    >>> _, prob = notebook.forward(X, model)
+    >>> bool((prob.argmax(axis=1) == y).mean() > 0.9)
+    True
     """
     steps = range(no_iter)  # the notebook's TypeError for a non-integer
     if not verbose or len(steps) == 0:
