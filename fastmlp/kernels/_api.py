@@ -756,26 +756,42 @@ def _compiled_signatures():
 
 
 def warmup(dtypes=("float64", "float32")):
-    """Compile (or load from the on-disk cache) every kernel for the given dtypes.
+    """Compile (or load from Numba's on-disk cache) every kernel for the given dtypes.
 
     Each kernel has one compiled signature per dtype, whatever the layer sizes, batch
-    size or activation, so no shapes are needed: this pays the whole compile cost up
-    front. Call it once at start-up, before timing anything. A sparse X runs on the same
-    kernels. The one exception is the fused kernel for one hidden ReLU layer on few
-    inputs (``_shallow.py``), compiled for each count of inputs and outputs, and each
-    output activation, when a network of that kind first runs.
+    size, activation or solver, so no shapes are needed: this pays the whole compile
+    cost up front, once per machine and environment (later processes load the kernels
+    from the cache). Call it at start-up, before timing anything; ``python -m fastmlp
+    warmup`` does the same from the shell. A sparse X runs on the same kernels. The one
+    exception is the fused kernel for one hidden ReLU layer on few inputs
+    (``_shallow.py``), compiled for each count of inputs and outputs, and each output
+    activation, when a network of that kind first runs.
 
     Parameters
     ----------
-    dtypes : sequence of {"float64", "float32"}, default both
-        The dtypes to compile the kernels for.
+    dtypes : sequence of str or numpy.dtype, default=("float64", "float32")
+        The dtypes to compile the kernels for: ``"float64"`` (the estimators train in
+        it on any X but float32) and ``"float32"`` (float32 X). No other is supported.
 
     Returns
     -------
-    dict
-        ``{dtype: {"seconds": float, "kernels": [name, ...]}}``: for each dtype, the time
-        it took (seconds of compiling on a new machine, milliseconds from the cache) and
-        the kernels that got a signature for it (empty where all were ready already).
+    report : dict
+        ``{dtype name: {"seconds": float, "kernels": [name, ...]}}``: for each dtype,
+        the time it took (seconds of compiling on a new machine, milliseconds from the
+        cache) and the kernels that got a new signature (empty where all were ready).
+
+    Raises
+    ------
+    TypeError
+        Where NumPy does not know a dtype's name. A dtype other than float64 and
+        float32 fails while compiling, with Numba's error.
+
+    Examples
+    --------
+    >>> import fastmlp
+    >>> report = fastmlp.warmup(["float64"])
+    >>> sorted(report), sorted(report["float64"])
+    (['float64'], ['kernels', 'seconds'])
     """
     from numba import config
 
