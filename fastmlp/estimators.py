@@ -872,9 +872,10 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
     Its warnings and error messages are scikit-learn's, word for word. A sparse ``X``
     (CSR or CSC) trains and predicts on its nonzeros on the Numba engine; the NumPy
     engine makes it dense. A dask array or dataframe trains and predicts on Dask
-    (``fastmlp.dask``). Ctrl-C stops a fit within about a tenth of a second and keeps
-    the epochs done, with scikit-learn's warning. Pickling and ``copy.deepcopy`` store
-    plain state only (numbers, strings, arrays, lists and dicts).
+    (``fastmlp.dask``). Ctrl-C stops an ``"sgd"`` or ``"adam"`` fit within about a
+    tenth of a second and keeps the epochs done, with scikit-learn's warning. Pickling
+    and ``copy.deepcopy`` store plain state only (numbers, strings, arrays, lists and
+    dicts).
 
     Examples
     --------
@@ -1284,9 +1285,10 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
     Its warnings and error messages are scikit-learn's, word for word. A sparse ``X``
     (CSR or CSC) trains and predicts on its nonzeros on the Numba engine; the NumPy
     engine makes it dense. A dask array or dataframe trains and predicts on Dask
-    (``fastmlp.dask``). Ctrl-C stops a fit within about a tenth of a second and keeps
-    the epochs done, with scikit-learn's warning. Pickling and ``copy.deepcopy`` store
-    plain state only (numbers, strings, arrays, lists and dicts).
+    (``fastmlp.dask``). Ctrl-C stops an ``"sgd"`` or ``"adam"`` fit within about a
+    tenth of a second and keeps the epochs done, with scikit-learn's warning. Pickling
+    and ``copy.deepcopy`` store plain state only (numbers, strings, arrays, lists and
+    dicts).
 
     Examples
     --------
