@@ -606,6 +606,17 @@ class _BaseMLP(BaseEstimator):
     # --- prediction -----------------------------------------------------------------------
 
     def _forward_pass_fast(self, X, check_input=True):
+        # Fitted without feature names, X of the fitted width: validate_data would pass
+        # a plain float array on unchanged (see forward_plain_rows).
+        state = self.__dict__
+        if "feature_names_in_" not in state and getattr(X, "ndim", 0) == 2 and (
+            X.shape[1] == state.get("n_features_in_")
+        ):
+            y_out = _solvers.forward_plain_rows(self.backend, self.coefs_, self.intercepts_,
+                                                X, self.activation, self.out_activation_,
+                                                self.n_threads)
+            if y_out is not None:
+                return y_out
         if check_input:
             X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False)
         if not scipy.sparse.issparse(X):
@@ -957,7 +968,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         if _on_dask(X):
             return _dask().predict(self, X)
-        check_is_fitted(self)
+        _check_is_fitted(self)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -1066,12 +1077,15 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         if _on_dask(X):
             return _dask().predict_proba(self, X)
-        check_is_fitted(self)
+        _check_is_fitted(self)
         y_pred = self._forward_pass_fast(X)
         if self.n_outputs_ == 1:
             y_pred = y_pred.ravel()
-        if y_pred.ndim == 1:
-            return np.vstack([1 - y_pred, y_pred]).T
+        if y_pred.ndim == 1:  # np.vstack([1 - y_pred, y_pred]).T, in one array
+            y_proba = np.empty((y_pred.shape[0], 2), dtype=y_pred.dtype)
+            np.subtract(1, y_pred, out=y_proba[:, 0])
+            y_proba[:, 1] = y_pred
+            return y_proba
         return y_pred
 
     def __sklearn_tags__(self):
@@ -1338,7 +1352,7 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
         """
         if _on_dask(X):
             return _dask().predict(self, X)
-        check_is_fitted(self)
+        _check_is_fitted(self)
         return self._predict(X)
 
     def _predict(self, X, check_input=True):
@@ -1411,6 +1425,13 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return _dask().partial_fit(self, X, y, sample_weight=sample_weight)
         with _fitting(self, "partial_fit"):
             return self._fit(X, y, sample_weight=sample_weight, incremental=True)
+
+
+def _check_is_fitted(estimator):
+    """``check_is_fitted``, which passes as soon as a fitted attribute such as ``coefs_``
+    is set: asked of the instance's dict first, the check costs 0.1 µs instead of 7."""
+    if "coefs_" not in estimator.__dict__:
+        check_is_fitted(estimator)
 
 
 def _on_dask(X):
