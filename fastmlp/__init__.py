@@ -26,6 +26,24 @@ def to_onnx(estimator, X_sample, **kwargs):
 
     Imports ``fastmlp.onnx`` (and so skl2onnx) when first called, not with fastmlp; it
     needs ``pip install "fastmlp[onnx]"``.
+
+    Parameters
+    ----------
+    estimator : MLPClassifier or MLPRegressor
+        A fitted fastmlp estimator, of any activation and output.
+    X_sample : array-like of shape (n_samples, n_features), float32 or float64
+        Rows like those the model will be given: their dtype is the graph's input and
+        computing type; their count does not matter.
+    **kwargs
+        ``target_opset`` and ``options``, and anything else :func:`fastmlp.onnx.to_onnx`
+        passes on to ``skl2onnx.to_onnx``.
+
+    Returns
+    -------
+    onnx.ModelProto
+        Input ``X`` of shape (N, n_features); outputs ``label`` and ``probabilities``
+        for a classifier, ``variable`` for a regressor.
+
     """
     from fastmlp.onnx import to_onnx
 

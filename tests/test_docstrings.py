@@ -73,8 +73,7 @@ FUNCTIONS = [
     fastmlp.profile,
     fastmlp.save,
     fastmlp.load,
-    pytest.param(fastmlp.to_onnx, marks=pytest.mark.xfail(
-        strict=True, reason="fastmlp.to_onnx's docstring has no Parameters section yet")),
+    fastmlp.to_onnx,
     fastmlp.loss_and_gradients,
     *_notebook_functions(),
 ]
