@@ -43,7 +43,6 @@ def to_onnx(estimator, X_sample, **kwargs):
     onnx.ModelProto
         Input ``X`` of shape (N, n_features); outputs ``label`` and ``probabilities``
         for a classifier, ``variable`` for a regressor.
-
     """
     from fastmlp.onnx import to_onnx
 
