@@ -248,3 +248,19 @@ def test_predict_takes_no_more_memory_than_scikit_learn(rng):
     ours = peak_bytes(lambda: model.predict_proba(X_new))
     theirs = peak_bytes(lambda: twin.predict_proba(X_new))
     assert ours <= theirs, (ours, theirs)
+
+
+def test_threads_predicting_at_once_each_get_their_rows_outputs(rng):
+    """The compiled code runs without the GIL: four Python threads predicting with one
+    model at once (as a threaded server does), each on rows of its own, get what one
+    thread alone gets, to the bit."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    X = rng.standard_normal((300, 6))
+    model = fitted(fastmlp.MLPClassifier, X, rng.integers(0, 3, 300), hidden_layer_sizes=(40,))
+    batches = [rng.standard_normal((rows, 6)) for rows in (1, 7, 3000, 1, 5000, 64) * 4]
+    alone = [model.predict_proba(batch) for batch in batches]
+    with ThreadPoolExecutor(4) as pool:
+        together = list(pool.map(model.predict_proba, batches))
+    for got, want in zip(together, alone):
+        np.testing.assert_array_equal(got, want)

@@ -144,7 +144,8 @@ def _forward_tiles(X, coefs, intercepts, hidden, output, blas, tile, first_tile,
     return finite
 
 
-@njit(cache=True, error_model="numpy")
+# The entry points release the GIL: a threaded server predicts on several cores at once.
+@njit(cache=True, error_model="numpy", nogil=True)
 def forward_serial(X, coefs, intercepts, hidden, output, out):
     """``out[:] =`` the network's outputs for X's rows, on this thread. Returns 1 when X
     is finite, 0 when it is not, -1 when the layers do not fit together (nothing run)."""
@@ -157,7 +158,7 @@ def forward_serial(X, coefs, intercepts, hidden, output, out):
                                out) else 0
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@njit(cache=True, error_model="numpy", parallel=True, nogil=True)
 def forward_parallel(X, coefs, intercepts, hidden, output, n_workers, out):
     """:func:`forward_serial` with the tiles shared out among ``n_workers`` threads, each
     a run of consecutive tiles."""
