@@ -293,11 +293,15 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients,
         update = momentum * expected_1 - learning_rate * g if settings["nesterov"] else expected_1
         expected_theta += update
     step = _training.FINISH_AND_STEP[_training.ADAM if is_adam else _training.SGD]
-    step(
-        theta, grad, other if two_gradients else other[:0], n_coefs, alpha, t(weight_sum),
-        state_1, state_2 if is_adam else state_2[:0], learning_rate, t(0.9),
-        settings.get("nesterov", False), t(0.9), t(0.999), t(1e-8), step_size,
+    optimizer = _training.Optimizer(
+        state_1=state_1, state_2=state_2 if is_adam else state_2[:0],
+        solver=_training.ADAM if is_adam else _training.SGD, adam_step=0,
+        learning_rate=learning_rate, alpha=alpha, momentum=t(0.9),
+        nesterov=settings.get("nesterov", False), beta_1=t(0.9), beta_2=t(0.999),
+        epsilon=t(1e-8),
     )
+    step(theta, grad, other if two_gradients else other[:0], n_coefs, t(weight_sum),
+         step_size, optimizer)
     np.testing.assert_array_equal(theta, expected_theta)
     np.testing.assert_array_equal(state_1, expected_1)
     if is_adam:

@@ -6,6 +6,7 @@ import functools
 import threading
 import time
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse
@@ -14,6 +15,7 @@ from numba import config
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _layers, _random, _shallow, _sparse, _team, _training
 from fastmlp.kernels._calls import CompiledKernel, pointer_type
+from fastmlp.kernels._structs import int64s, real_rows, reals
 from fastmlp.kernels._threads import (
     ThreadChoice,
     in_main_thread,
@@ -235,6 +237,20 @@ def _blas_scratch_size(network, run_plan, batch_rows=None):
     return max(1, int(blas_layers.max()))
 
 
+class Buffers(NamedTuple):
+    """A :class:`Workspace`'s arrays as the kernels take them, in one argument (built by
+    :meth:`Workspace.buffers`). Each row of a matrix is one chunk's (or thread's)."""
+
+    works: real_rows  # a tile's input rows and its layers' blocks (see _layers)
+    grads: real_rows  # the chunks' gradients (twice over, by batch parity, for copies)
+    scratch: real_rows  # a BLAS product, before it is added to the gradient
+    chunk_losses: reals  # the chunks' losses (two sets, by batch parity), their penalties
+    sync: int64s  # the team's meeting place (_team.SYNC_SIZE)
+    theta_copies: real_rows  # the weights each member after the first steps (or no rows)
+    state_1_copies: real_rows  # and its copies of the optimizer's state
+    state_2_copies: real_rows
+
+
 class Workspace:
     """Buffers for one network and plan, made once and reused for every batch.
 
@@ -270,6 +286,7 @@ class Workspace:
             per_thread_zeros(n_copies, n_params if state < n_states else 0, dtype)
             for state in range(2)
         ]
+        self._buffers = None
 
     def fits(self, network, run_plan, sparse=False, batch_rows=None):
         """Whether ``run_plan`` can run in these buffers (see :meth:`for_chunks`): no
@@ -291,7 +308,7 @@ class Workspace:
         if n_chunks == self.n_chunks:
             return self
         view = copy.copy(self)
-        view.n_chunks, view.replicated = n_chunks, False
+        view.n_chunks, view.replicated, view._buffers = n_chunks, False, None
         view.works, view.grads = self.works[:n_chunks], self.grads[:n_chunks]
         view.scratch = self.scratch[:n_chunks]
         view.chunk_losses = self.chunk_losses[: 3 * n_chunks]
@@ -299,10 +316,17 @@ class Workspace:
         view.state_copies = [copies[:0] for copies in self.state_copies]
         return view
 
-    @property
-    def gradient(self):
-        """The batch gradient's chunks, as the gradient-only kernels take them."""
-        return self.grads[: self.works.shape[0]]
+    def buffers(self):
+        """These buffers as the kernels take them (a :class:`Buffers`, made once)."""
+        if self._buffers is None:
+            state_1_copies, state_2_copies = self.state_copies
+            self._buffers = Buffers(
+                works=self.works, grads=self.grads, scratch=self.scratch,
+                chunk_losses=self.chunk_losses, sync=self.sync,
+                theta_copies=self.theta_copies, state_1_copies=state_1_copies,
+                state_2_copies=state_2_copies,
+            )
+        return self._buffers
 
 
 # The kernels that others call by address (see fastmlp.kernels._calls), per dtype: a
@@ -423,8 +447,9 @@ def _kernel_data(network, X, Y, sample_weight, order):
     if order.shape[0] > 0 and (order.min() < 0 or order.max() >= n_rows):
         raise ValueError(f"order must hold row indices of X, in [0, {n_rows}).")
     return _layers.Data(
-        _read_only(dense), _read_only(Y), _read_only(sample_weight), order,
-        *(_read_only(values) for values in (X_data, X_indices, X_indptr)),
+        X=_read_only(dense), Y=_read_only(Y), sample_weight=_read_only(sample_weight),
+        order=order, X_data=_read_only(X_data), X_indices=_read_only(X_indices),
+        X_indptr=_read_only(X_indptr),
     )
 
 
@@ -461,16 +486,15 @@ def loss_and_gradients(
     work = Workspace(network, run_plan, sparse=nonzeros is not None)
     batch_gradient = _batch_gradient(run_plan)
     tile_kernel = _tile_kernel_for(network, hidden, out, nonzeros is not None)
+    kernel_network, buffers = _layers.Network.of(network, run_plan, hidden, out), work.buffers()
     grad = work.grads[0, : network.n_params]  # (its row is padded)
     total = grad if n <= SEGMENT_ROWS else np.zeros_like(grad)
     data_loss = dtype.type(0)
     with parallel_section(run_plan.n_threads, run_plan.blas_in_threads):
         for start in range(0, n, SEGMENT_ROWS):
             data_loss += batch_gradient(
-                tile_kernel, data, start, min(start + SEGMENT_ROWS, n), network.theta,
-                network.units, network.coef_off, network.int_off, run_plan.use_blas, hidden,
-                out, run_plan.tile, work.works, work.gradient, work.scratch, work.chunk_losses,
-                _layers.PHASE_BACKWARD,
+                tile_kernel, kernel_network, data, start, min(start + SEGMENT_ROWS, n),
+                buffers, _layers.PHASE_BACKWARD,
             )
             if total is not grad:
                 total += grad
@@ -503,13 +527,11 @@ def predict(network, X, activation, output):
     work = np.empty(_layers.workspace_size(network.units, tile, sparse), dtype=network.dtype)
     out = np.empty((X.shape[0], network.units[-1]), dtype=network.dtype)
     tile_kernel = _tile_kernel_for(network, hidden, out_code, sparse)
+    kernel_network = _layers.Network.of(network, run_plan, hidden, out_code)
     for start in range(0, X.shape[0], SEGMENT_ROWS):
         stop = min(start + SEGMENT_ROWS, X.shape[0])
         rows = data._replace(order=np.arange(start, stop, dtype=np.int64))
-        _layers.forward_rows(
-            tile_kernel, rows, network.theta, network.units, network.coef_off,
-            network.int_off, run_plan.use_blas, hidden, out_code, tile, work, out[start:stop],
-        )
+        _layers.forward_rows(tile_kernel, kernel_network, rows, work, out[start:stop])
     return out
 
 
@@ -594,6 +616,12 @@ class Trainer:
         with few or many nonzeros a batch: see :func:`plan`). The buffers are one
         workspace per chunk count, grown to the largest plan that used it (memory stays
         bounded by the largest batch, however many batch sizes are seen)."""
+        return self._run_for(batch_rows, nonzeros_per_row)[:3]
+
+    def _run_for(self, batch_rows, nonzeros_per_row=None):
+        """As :meth:`_plan_for`, then the network as the kernels run it on this plan (a
+        :class:`~fastmlp.kernels._layers.Network`) and its tile kernel, made with the
+        plan."""
         units = self.network.units
         sparse = nonzeros_per_row is not None
         kind = _few_nonzeros(units, batch_rows, nonzeros_per_row) if sparse else None
@@ -603,8 +631,10 @@ class Trainer:
             choice = None
             if run_plan.parallel and self.n_threads is None:
                 choice = ThreadChoice(run_plan.n_threads)
-            self._plans[key] = (run_plan, choice)
-        run_plan, choice = self._plans[key]
+            kernel_network = _layers.Network.of(self.network, run_plan, self.hidden, self.output)
+            tile_kernel = _tile_kernel_for(self.network, self.hidden, self.output, sparse)
+            self._plans[key] = (run_plan, choice, kernel_network, tile_kernel)
+        run_plan, choice, kernel_network, tile_kernel = self._plans[key]
         work = self._workspace
         if work is None or not work.fits(self.network, run_plan, sparse, batch_rows):
             n_states = 2 if self.solver == "adam" else 1
@@ -618,7 +648,7 @@ class Trainer:
                                              replicated_step=work.replicated)
             work = Workspace(self.network, widest, n_states, tile, scratch, sparse, batch_rows)
             self._workspace = work
-        return run_plan, work.for_chunks(run_plan.n_chunks), choice
+        return run_plan, work.for_chunks(run_plan.n_chunks), choice, kernel_network, tile_kernel
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
                    last_phase=_layers.PHASE_UPDATE, random_state=None):
@@ -700,30 +730,27 @@ class Trainer:
         """One engine call: ``len(epoch_sums)`` epochs over rows ``first_row`` to
         ``stop_row`` of ``data.order`` (see ``_training._member_epochs``)."""
         nonzeros = _nonzeros_per_row(data)
-        run_plan, work, choice = self._plan_for(batch_size, nonzeros)
+        run_plan, work, choice, kernel_network, tile_kernel = self._run_for(batch_size, nonzeros)
         network = self.network
-        t = network.dtype.type
         if last_phase != _layers.PHASE_UPDATE:  # profiling: one count, as asked
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
-        solver = _training.SGD if self.solver == "sgd" else _training.ADAM
         team_size = _team_size(run_plan, n_threads)
         driver = _training.train_epochs_parallel if team_size > 1 else (
             _training.train_epochs_alone)
+        epochs = _training.Epochs(
+            batch_size=batch_size, first_row=first_row, stop_row=stop_row,
+            shuffle_state=shuffle_state, losses=epoch_sums, last_phase=last_phase,
+            team_size=team_size,
+        )  # (all ints and arrays: as typed)
         started = time.perf_counter()
         with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
             work.sync[:] = 0
+            optimizer = _training.Optimizer.of(self, learning_rate)  # (its step count too)
             self.adam_step = driver(
-                _member_kernel(network.dtype),
-                _tile_kernel_for(network, self.hidden, self.output, nonzeros is not None),
-                _step_kernel(network.dtype, solver), data, shuffle_state,
-                batch_size, epoch_sums.shape[0], first_row, stop_row, network.theta,
-                network.units, network.coef_off, network.int_off, run_plan.use_blas,
-                self.hidden, self.output, self.alpha, run_plan.tile, work.works, work.grads,
-                work.scratch, work.chunk_losses, solver, self.state_1, self.state_2,
-                t(learning_rate), self.momentum, self.nesterov, self.beta_1, self.beta_2,
-                self.epsilon, self.adam_step, epoch_sums, last_phase, work.theta_copies,
-                *work.state_copies, team_size, work.sync,
+                _member_kernel(network.dtype), tile_kernel,
+                _step_kernel(network.dtype, optimizer.solver), kernel_network, data, optimizer,
+                work.buffers(), epochs,
             )
         rows = epoch_sums.shape[0] * (stop_row - first_row)
         seconds_per_row = (time.perf_counter() - started) / rows

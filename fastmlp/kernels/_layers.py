@@ -10,8 +10,9 @@ every layer, its pre-activations ``z``, activations ``a`` and errors ``delta``. 
 X (CSR rows, see ``fastmlp.kernels._sparse``) is never gathered: the first layer's
 products run over each row's nonzeros, and its workspace has no block of input rows.
 
-The kernels read their data (X, the targets, the sample weights, the sample order and
-X's CSR arrays) as one argument, a :data:`Data`.
+The kernels read the network (its weights, their layout, its activations and the plan's
+choices) as one argument, a :class:`Network`, and their data (X, the targets, the sample
+weights, the sample order and X's CSR arrays) as another, a :class:`Data`.
 
 Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
 ``fastmlp.kernels.plan``):
@@ -23,10 +24,10 @@ Each product is done in one of two ways, chosen per layer by ``use_blas`` (see
   layers are dominated by the products, where BLAS's blocked kernels win.
 """
 
-from collections import namedtuple
+from typing import NamedTuple
 
 import numpy as np
-from numba import from_dtype, njit, types
+from numba import njit
 
 from fastmlp.kernels._math import (
     FASTMATH,
@@ -36,6 +37,19 @@ from fastmlp.kernels._math import (
     scale_by_derivative,
 )
 from fastmlp.kernels._sparse import sparse_forward, sparse_gradient
+from fastmlp.kernels._structs import (
+    flag,
+    flags,
+    int32s,
+    int64,
+    int64s,
+    make,
+    numba_type,
+    read_only,
+    real,
+    real_rows,
+    reals,
+)
 
 #: How far a profiling run goes (``fastmlp profile``): gather the batch's rows only, then
 #: also the forward pass, then also the backward pass; training runs all and updates.
@@ -45,29 +59,49 @@ PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
 #: the gradient: a loop over 1 or 2 outputs cannot vectorize, one over the inputs can.
 NARROW_OUTPUTS = 8
 
-#: What a kernel reads of the data, in one argument: ``X`` (n_rows, n_features), dense,
-#: or with 0 rows when X is sparse; ``Y`` the targets (0 rows: a forward pass only);
-#: ``sample_weight`` (empty for unit weights); ``order`` the sample order, the rows a
-#: kernel's positions ``start`` to ``start + rows`` stand for (shuffled in place between
-#: epochs); and a sparse X's CSR arrays ``X_data``, ``X_indices`` (int32 column indices)
-#: and ``X_indptr`` (int64 row pointers), all three empty when X is dense.
-Data = namedtuple("Data", "X Y sample_weight order X_data X_indices X_indptr")
+class Data(NamedTuple):
+    """What a kernel reads of the data, in one argument (built, and checked against the
+    network, by ``fastmlp.kernels._api._kernel_data``). All but ``order`` are read-only,
+    so its type is the same whatever the caller's arrays allow."""
+
+    X: read_only(real_rows)  # (n_rows, n_features), dense; 0 rows when X is sparse
+    Y: read_only(real_rows)  # the targets; 0 rows: a forward pass only
+    sample_weight: read_only(reals)  # empty for unit weights
+    order: int64s  # the rows that a kernel's positions stand for (shuffled between epochs)
+    X_data: read_only(reals)  # a sparse X's CSR arrays (all three empty when X is dense):
+    X_indices: read_only(int32s)  # its column indices,
+    X_indptr: read_only(int64s)  # and its row pointers
 
 
-def data_type(dtype):
-    """The Numba type of a :data:`Data` in ``dtype``, as ``fastmlp.kernels._api`` builds
-    it: every array C-contiguous and aligned, and all but ``order`` (which the epochs
-    shuffle) read-only, so the type is the same whatever the caller's arrays allow."""
-    real = from_dtype(np.dtype(dtype))
+class Network(NamedTuple):
+    """The network as a tile kernel runs it, in one argument: its weights and their
+    layout (a :class:`~fastmlp.kernels._api.FlatNetwork`), its activations, and how the
+    plan runs it (:func:`~fastmlp.kernels._api.plan`). Built by :meth:`of`."""
 
-    def read_only(element, ndim):
-        return types.Array(element, ndim, "C", readonly=True)
+    theta: reals  # the weights, in scikit-learn's _pack order (see above)
+    units: int64s  # the layers' widths, inputs first
+    coef_off: int64s  # where layer l's coefs start in theta
+    int_off: int64s  # where layer l's intercepts start in theta
+    use_blas: flags  # per layer: its products on BLAS, else on the loops
+    hidden: int64  # the hidden activation's code (fastmlp.activations)
+    output: int64  # the output activation's code
+    tile: int64  # rows per tile; a workspace's layout is computed from it
 
-    return types.NamedTuple(
-        [read_only(real, 2), read_only(real, 2), read_only(real, 1), types.int64[::1],
-         read_only(real, 1), read_only(types.int32, 1), read_only(types.int64, 1)],
-        Data,
-    )
+    @classmethod
+    def of(cls, network, run_plan, hidden, output):
+        """A :class:`~fastmlp.kernels._api.FlatNetwork` with activation codes ``hidden``
+        and ``output``, run as ``run_plan`` says."""
+        return make(
+            cls, network.dtype, theta=network.theta, units=network.units,
+            coef_off=network.coef_off, int_off=network.int_off, use_blas=run_plan.use_blas,
+            hidden=hidden, output=output, tile=run_plan.tile,
+        )
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def with_weights(network, theta):
+    """``network`` with the weights ``theta`` (a copy of its own, of the same layout)."""
+    return Network(theta, *network[1:])
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -337,12 +371,9 @@ def _backprop_narrow(D, WT, D_prev, rows):
 
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-def tile_gradient(
-    data, start, rows, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work,
-    grad, scratch, overwrite, last_phase,
-):
-    """Forward and backward over rows ``data.order[start:start + rows]``, gradient into
-    ``grad``.
+def tile_gradient(network, data, start, rows, work, grad, scratch, overwrite, last_phase):
+    """Forward and backward of ``network`` over rows ``data.order[start:start + rows]``,
+    gradient into ``grad`` (the layout of ``network.theta``).
 
     With ``overwrite`` the tile's gradient replaces what ``grad`` held (the first tile of a
     chunk: no separate zeroing pass, and a BLAS product lands in place); otherwise it is
@@ -357,6 +388,10 @@ def tile_gradient(
     A sparse X's first layer runs on its nonzeros (``_sparse``), whatever ``use_blas``
     says of it; its rows are not gathered.
     """
+    theta, units, coef_off, int_off = (
+        network.theta, network.units, network.coef_off, network.int_off)
+    use_blas, hidden, output, tile = (
+        network.use_blas, network.hidden, network.output, network.tile)
     t = theta.dtype.type
     n_layers = units.shape[0] - 1
     X, Y, sample_weight, order = data.X, data.Y, data.sample_weight, data.order
@@ -474,22 +509,15 @@ def tile_gradient(
 
 def tile_gradient_signature(dtype):
     """The one signature :func:`tile_gradient` is compiled for in ``dtype``: the argument
-    types its callers pass, all arrays C-contiguous and aligned, the data as
-    :func:`data_type` says."""
-    real = from_dtype(np.dtype(dtype))
-    vector, indices, int64 = real[::1], types.int64[::1], types.int64
-    return real(
-        data_type(dtype), int64, int64, vector, indices, indices, indices,  # data, start, ...
-        types.boolean[::1], int64, int64, int64,  # use_blas, hidden, output, tile
-        vector, vector, vector, types.boolean, int64,  # work, grad, scratch, overwrite, phase
-    )
+    types its callers pass, all arrays C-contiguous and aligned."""
+    return real(dtype)(
+        numba_type(Network, dtype), numba_type(Data, dtype), int64(dtype), int64(dtype),
+        reals(dtype), reals(dtype), reals(dtype), flag(dtype), int64(dtype),
+    )  # network, data, start, rows, work, grad, scratch, overwrite, last_phase
 
 
 @njit(cache=True, error_model="numpy")
-def forward_rows(
-    tile_kernel, data, theta, units, coef_off, int_off, use_blas, hidden, output, tile, work,
-    out,
-):
+def forward_rows(tile_kernel, network, data, work, out):
     """out[i] = the network's output for row ``data.order[i]`` of X, tile by tile (forward
     pass only; ``data.Y`` has no rows).
 
@@ -497,14 +525,13 @@ def forward_rows(
     for X's dtype and passed by address (``fastmlp.kernels._calls``).
     """
     n = data.order.shape[0]
+    units, tile = network.units, network.tile
     output_off = layer_offsets(units, tile, units.shape[0] - 2, is_sparse(data))[1]
     result = _block(work, output_off, tile, units[-1])
     for start in range(0, n, tile):
         rows = min(tile, n - start)
-        tile_kernel(
-            data, start, rows, theta, units, coef_off, int_off, use_blas, hidden, output,
-            tile, work, theta, theta, False, PHASE_FORWARD,
-        )
+        unused = network.theta  # the gradient and scratch of a forward pass
+        tile_kernel(network, data, start, rows, work, unused, unused, False, PHASE_FORWARD)
         for i in range(rows):
             for j in range(result.shape[1]):
                 out[start + i, j] = result[i, j]

@@ -191,8 +191,8 @@ def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G
 def tile_gradient_shallow(n_in, n_out, output_kind):
     """``tile_gradient`` for a network :func:`is_shallow` accepts, with ``n_in`` inputs,
     ``n_out`` outputs and the output activation of code ``output_kind``: same arguments,
-    same results to rounding (``use_blas``, ``hidden``, ``output`` and ``scratch`` are
-    not used).
+    same results to rounding (the network's ``use_blas``, ``hidden`` and ``output``, and
+    ``scratch``, are not used).
 
     The counts and the code are constants of the compiled code, so each triple is
     compiled on its first use, and only then (Numba's disk cache keys a closure by the
@@ -201,10 +201,10 @@ def tile_gradient_shallow(n_in, n_out, output_kind):
     """
 
     @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
-    def tile_gradient_shallow(
-        data, start, rows, theta, units, coef_off, int_off, use_blas, hidden, output, tile,
-        work, grad, scratch, overwrite, last_phase,
-    ):
+    def tile_gradient_shallow(network, data, start, rows, work, grad, scratch, overwrite,
+                              last_phase):
+        theta, units, coef_off, int_off, tile = (
+            network.theta, network.units, network.coef_off, network.int_off, network.tile)
         t = theta.dtype.type
         X, Y, sample_weight, order = data.X, data.Y, data.sample_weight, data.order
         # The block shapes as run-time values: a call with a constant argument is compiled

@@ -11,32 +11,95 @@ Numba's on-disk cache key ignores the ``parallel`` flag, so the serial and paral
 gradients are distinct functions rather than one function compiled twice.
 """
 
-import numpy as np
-from numba import from_dtype, njit, prange, types
+from typing import NamedTuple
 
-from fastmlp.kernels._layers import PHASE_UPDATE, data_type
+import numpy as np
+from numba import njit, prange
+
+from fastmlp.kernels._layers import PHASE_UPDATE, Data, Network, with_weights
 from fastmlp.kernels._math import quotient
 from fastmlp.kernels._random import shuffle
+from fastmlp.kernels._structs import (
+    flag,
+    float64s,
+    int64,
+    make,
+    numba_type,
+    real,
+    reals,
+    words,
+)
 from fastmlp.kernels._team import RESULT, barrier, join
 
 SGD = 0
 ADAM = 1
+#: The code of each solver's name.
+SOLVERS = {"sgd": SGD, "adam": ADAM}
+
+
+class Optimizer(NamedTuple):
+    """An optimizer's state and settings, in one argument: what the epochs and the steps
+    read of it. Built by :meth:`of`."""
+
+    state_1: reals  # SGD's velocities, or Adam's first moments: one per parameter
+    state_2: reals  # Adam's second moments (empty for SGD)
+    solver: int64  # SGD or ADAM
+    adam_step: int64  # Adam's steps taken before the call
+    learning_rate: real
+    alpha: real  # the L2 penalty
+    momentum: real  # (SGD)
+    nesterov: flag  # (SGD)
+    beta_1: real  # (Adam)
+    beta_2: real  # (Adam)
+    epsilon: real  # (Adam)
+
+    @classmethod
+    def of(cls, trainer, learning_rate):
+        """The optimizer of a :class:`~fastmlp.kernels._api.Trainer` (its settings and
+        state are its attributes of the same names) for a call at ``learning_rate``."""
+        return make(cls, trainer.network.dtype, **{
+            **vars(trainer), "solver": SOLVERS[trainer.solver], "learning_rate": learning_rate})
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def with_state(optimizer, state_1, state_2):
+    """``optimizer`` with the state ``state_1`` and ``state_2`` (a slice or a copy)."""
+    return Optimizer(state_1, state_2, *optimizer[2:])
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _region(optimizer, lo, hi):
+    """``optimizer`` with the state of parameters ``lo`` to ``hi`` only."""
+    return with_state(optimizer, optimizer.state_1[lo:hi], optimizer.state_2[lo:hi])
+
+
+class Epochs(NamedTuple):
+    """What one engine call of training runs, in one argument (see
+    :func:`_member_epochs`)."""
+
+    batch_size: int64
+    first_row: int64  # each epoch's batches start at rows first_row (a multiple of
+    stop_row: int64  # batch_size) to stop_row of data.order
+    shuffle_state: words  # MT19937's state, to shuffle data.order before each epoch
+    #                     # (``fastmlp.kernels._random``; empty: not shuffled)
+    losses: float64s  # per epoch (as many as run): its batches' losses times their rows
+    #                 # are added to what it holds
+    last_phase: int64  # PHASE_UPDATE; lower phases stop each batch early, for profiling
+    team_size: int64  # the threads that meet as a team (1: one does every member's work)
 
 
 @njit(cache=True, error_model="numpy")
-def _chunk_gradient(
-    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
-    output, tile, work, grad, scratch, last_phase,
-):
-    loss = theta.dtype.type(0)
+def _chunk_gradient(tile_kernel, network, data, start, stop, work, grad, scratch, last_phase):
+    loss = network.theta.dtype.type(0)
     if start == stop:  # an empty chunk contributes nothing
         for p in range(grad.shape[0]):
             grad[p] = 0
+    tile = network.tile
     for tile_start in range(start, stop, tile):
         rows = min(tile, stop - tile_start)
         loss += tile_kernel(
-            data, tile_start, rows, theta, units, coef_off, int_off, use_blas, hidden, output,
-            tile, work, grad, scratch, tile_start == start, last_phase,
+            network, data, tile_start, rows, work, grad, scratch, tile_start == start,
+            last_phase,
         )
     return loss
 
@@ -49,41 +112,38 @@ def _chunk_bounds(start, stop, n_chunks, chunk):
 
 
 @njit(cache=True, error_model="numpy")
-def batch_gradient_serial(
-    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
-    output, tile, works, grads, scratch, chunk_losses, last_phase,
-):
-    """Unnormalised gradient of rows ``data.order[start:stop]`` into ``grads[0]``; one
-    thread.
+def batch_gradient_serial(tile_kernel, network, data, start, stop, buffers, last_phase):
+    """Unnormalised gradient of rows ``data.order[start:stop]`` into
+    ``buffers.grads[0]``; one thread.
 
-    The batch is split into the same ``grads.shape[0]`` chunks as
+    The batch is split into the same chunks (one per row of ``buffers.works``) as
     :func:`batch_gradient_parallel` splits it, worked one after the other and summed in
     the same order: the same result, to the bit, with no parallel region (as in a forked
     child, where the threading layer may not be usable)."""
-    n_chunks = grads.shape[0]
+    n_chunks = buffers.works.shape[0]
+    grads, chunk_losses = buffers.grads[:n_chunks], buffers.chunk_losses
     for chunk in range(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
         chunk_losses[chunk] = _chunk_gradient(
-            tile_kernel, data, lo, hi, theta, units, coef_off, int_off, use_blas, hidden,
-            output, tile, works[chunk], grads[chunk], scratch[chunk], last_phase,
+            tile_kernel, network, data, lo, hi, buffers.works[chunk], grads[chunk],
+            buffers.scratch[chunk], last_phase,
         )
     return _sum_chunks(grads, chunk_losses)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def _chunk_gradients_parallel(
-    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
-    output, tile, works, grads, scratch, chunk_losses, last_phase,
-):
+def _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, last_phase):
     """One chunk of the batch per thread, each into its own ``grads[chunk]`` and
     ``chunk_losses[chunk]``, left unsummed. BLAS layers call BLAS from each thread
     (limited to one thread of its own by the caller, see ``fastmlp.kernels._threads``)."""
-    n_chunks = grads.shape[0]
+    n_chunks = buffers.works.shape[0]
+    works, grads, scratch = buffers.works, buffers.grads, buffers.scratch
+    chunk_losses = buffers.chunk_losses
     for chunk in prange(n_chunks):
         lo, hi = _chunk_bounds(start, stop, n_chunks, chunk)
         chunk_losses[chunk] = _chunk_gradient(
-            tile_kernel, data, lo, hi, theta, units, coef_off, int_off, use_blas, hidden,
-            output, tile, works[chunk], grads[chunk], scratch[chunk], last_phase,
+            tile_kernel, network, data, lo, hi, works[chunk], grads[chunk], scratch[chunk],
+            last_phase,
         )
 
 
@@ -98,16 +158,11 @@ def _sum_chunks(grads, chunk_losses):
 
 
 @njit(cache=True, error_model="numpy")
-def batch_gradient_parallel(
-    tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
-    output, tile, works, grads, scratch, chunk_losses, last_phase,
-):
+def batch_gradient_parallel(tile_kernel, network, data, start, stop, buffers, last_phase):
     """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order."""
-    _chunk_gradients_parallel(
-        tile_kernel, data, start, stop, theta, units, coef_off, int_off, use_blas, hidden,
-        output, tile, works, grads, scratch, chunk_losses, last_phase,
-    )
-    return _sum_chunks(grads, chunk_losses)
+    _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, last_phase)
+    n_chunks = buffers.works.shape[0]
+    return _sum_chunks(buffers.grads[:n_chunks], buffers.chunk_losses)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -168,62 +223,66 @@ def _reciprocal(theta, scale):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov):
+def _sgd_update(theta, optimizer, p, g):
+    velocity, learning_rate = optimizer.state_1, optimizer.learning_rate
+    momentum, nesterov = optimizer.momentum, optimizer.nesterov
     v = momentum * velocity[p] - learning_rate * g
     velocity[p] = v
     theta[p] = theta[p] + (momentum * v - learning_rate * g) if nesterov else theta[p] + v
 
 
 @njit(cache=True, error_model="numpy")
-def _sgd_step(theta, grad, other, velocity, scale, alpha, learning_rate, momentum, nesterov):
+def _sgd_step(theta, grad, other, optimizer, scale, alpha):
     reciprocal = _reciprocal(theta, scale)
     if other.shape[0] == 0 and reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
-            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+            _sgd_update(theta, optimizer, p, g)
     elif other.shape[0] == 0:
         for p in range(theta.shape[0]):
             g = (grad[p] + alpha * theta[p]) / scale
-            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+            _sgd_update(theta, optimizer, p, g)
     elif reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
-            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+            _sgd_update(theta, optimizer, p, g)
     else:
         for p in range(theta.shape[0]):
             g = (grad[p] + other[p] + alpha * theta[p]) / scale
-            _sgd_update(theta, velocity, p, g, learning_rate, momentum, nesterov)
+            _sgd_update(theta, optimizer, p, g)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon):
+def _adam_update(theta, optimizer, p, g, step_size):
+    m, v = optimizer.state_1, optimizer.state_2
+    beta_1, beta_2 = optimizer.beta_1, optimizer.beta_2
     one = theta.dtype.type(1)
     m_p = beta_1 * m[p] + (one - beta_1) * g
     v_p = beta_2 * v[p] + (one - beta_2) * (g * g)
     m[p] = m_p
     v[p] = v_p
-    theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + epsilon)
+    theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + optimizer.epsilon)
 
 
 @njit(cache=True, error_model="numpy")
-def _adam_step(theta, grad, other, m, v, scale, alpha, step_size, beta_1, beta_2, epsilon):
+def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
     reciprocal = _reciprocal(theta, scale)
     if other.shape[0] == 0 and reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
-            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+            _adam_update(theta, optimizer, p, g, step_size)
     elif other.shape[0] == 0:
         for p in range(theta.shape[0]):
             g = (grad[p] + alpha * theta[p]) / scale
-            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+            _adam_update(theta, optimizer, p, g, step_size)
     elif reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
-            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+            _adam_update(theta, optimizer, p, g, step_size)
     else:
         for p in range(theta.shape[0]):
             g = (grad[p] + other[p] + alpha * theta[p]) / scale
-            _adam_update(theta, m, v, p, g, step_size, beta_1, beta_2, epsilon)
+            _adam_update(theta, optimizer, p, g, step_size)
 
 
 # The step is compiled per solver: a first fit compiles the one it runs (SGD's step
@@ -236,39 +295,36 @@ def _penalty(theta, n_coef_params, alpha, weight_sum):
 
 
 @njit(cache=True, error_model="numpy")
-def sgd_finish_and_step(
-    theta, grad, other, n_coef_params, alpha, weight_sum, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, step_size,
-):
-    """scikit-learn's gradient normalisation and one SGD step (``state_1`` velocities;
-    Nesterov or not); ``state_2`` and Adam's settings are not used.
+def sgd_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size, optimizer):
+    """scikit-learn's gradient normalisation and one SGD step (``optimizer.state_1``
+    velocities, of ``theta``'s parameters; Nesterov or not); ``step_size`` and Adam's
+    settings are not used.
 
     Per parameter: ``g = (sum + alpha * w) / n`` (no alpha for intercepts), with ``sum``
     ``grad`` or, given a second gradient ``other`` (empty for none), ``grad + other``,
     and the step fused in the same pass. Returns the penalty of the loss,
     ``0.5 * alpha * ||W||^2 / n``, from the weights before the step.
     """
+    alpha = optimizer.alpha
     penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
     for lo, hi, region_alpha in ((0, n_coef_params, alpha),
                                  (n_coef_params, theta.shape[0], theta.dtype.type(0))):
-        _sgd_step(theta[lo:hi], grad[lo:hi], other[lo:hi], state_1[lo:hi], weight_sum,
-                  region_alpha, learning_rate, momentum, nesterov)
+        _sgd_step(theta[lo:hi], grad[lo:hi], other[lo:hi], _region(optimizer, lo, hi),
+                  weight_sum, region_alpha)
     return penalty
 
 
 @njit(cache=True, error_model="numpy")
-def adam_finish_and_step(
-    theta, grad, other, n_coef_params, alpha, weight_sum, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, step_size,
-):
-    """As :func:`sgd_finish_and_step`, with one Adam step (``state_1``/``state_2``
-    moments, ``step_size`` the bias-corrected rate); ``learning_rate``, ``momentum``
-    and ``nesterov`` are not used."""
+def adam_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size, optimizer):
+    """As :func:`sgd_finish_and_step`, with one Adam step (``optimizer.state_1`` and
+    ``state_2`` moments, ``step_size`` the bias-corrected rate); the learning rate and
+    SGD's settings are not used."""
+    alpha = optimizer.alpha
     penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
     for lo, hi, region_alpha in ((0, n_coef_params, alpha),
                                  (n_coef_params, theta.shape[0], theta.dtype.type(0))):
-        _adam_step(theta[lo:hi], grad[lo:hi], other[lo:hi], state_1[lo:hi], state_2[lo:hi],
-                   weight_sum, region_alpha, step_size, beta_1, beta_2, epsilon)
+        _adam_step(theta[lo:hi], grad[lo:hi], other[lo:hi], _region(optimizer, lo, hi),
+                   weight_sum, region_alpha, step_size)
     return penalty
 
 
@@ -278,13 +334,10 @@ FINISH_AND_STEP = {SGD: sgd_finish_and_step, ADAM: adam_finish_and_step}
 
 def finish_and_step_signature(dtype):
     """The one signature each step of ``FINISH_AND_STEP`` is compiled for in ``dtype``."""
-    real = from_dtype(np.dtype(dtype))
-    vector, int64 = real[::1], types.int64
-    return real(
-        vector, vector, vector, int64, real, real,  # theta, grad, other, n_coef_params, ...
-        vector, vector, real, real, types.boolean,  # state_1, state_2, ..., nesterov
-        real, real, real, real,  # beta_1, beta_2, epsilon, step_size
-    )
+    return real(dtype)(
+        reals(dtype), reals(dtype), reals(dtype), int64(dtype), real(dtype), real(dtype),
+        numba_type(Optimizer, dtype),
+    )  # theta, grad, other, n_coef_params, weight_sum, step_size, optimizer
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -301,8 +354,7 @@ def _other_gradient(grads, lo, hi):
 
 @njit(cache=True, error_model="numpy")
 def _sum_and_step(
-    step_kernel, part, n_parts, theta, grads, n_coef_params, alpha, weight_sum, state_1,
-    state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, step_size,
+    step_kernel, part, n_parts, theta, grads, n_coef_params, weight_sum, step_size, optimizer,
 ):
     """The chunks' gradients ``grads`` summed in chunk order, and the solver's step
     (``step_kernel``: one of ``FINISH_AND_STEP``, by address), on slice ``part`` of
@@ -311,27 +363,26 @@ def _sum_and_step(
     lo, hi = _chunk_bounds(0, theta.shape[0], n_parts, part)
     n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
     return step_kernel(
-        theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, alpha,
-        weight_sum, state_1[lo:hi], state_2[lo:hi], learning_rate, momentum, nesterov,
-        beta_1, beta_2, epsilon, step_size,
+        theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, weight_sum,
+        step_size, _region(optimizer, lo, hi),
     )
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
-                 adam_step):
+def _batch_scale(data, start, stop, optimizer, adam_step):
     """A batch's weight sum (its length, unweighted), and for Adam the step count and
     the bias-corrected step size, as scikit-learn computes them."""
+    sample_weight = data.sample_weight
     t = sample_weight.dtype.type
-    weight_sum = weight_sum_of(sample_weight, order, start, stop, t(stop - start))
+    weight_sum = weight_sum_of(sample_weight, data.order, start, stop, t(stop - start))
     step_size = t(0)
-    if solver == ADAM:
+    if optimizer.solver == ADAM:
         adam_step += 1
         # As scikit-learn: the bias corrections in float64, the step in the data's dtype.
         step_size = t(
-            float(learning_rate)
-            * np.sqrt(1.0 - float(beta_2) ** adam_step)
-            / (1.0 - float(beta_1) ** adam_step)
+            float(optimizer.learning_rate)
+            * np.sqrt(1.0 - float(optimizer.beta_2) ** adam_step)
+            / (1.0 - float(optimizer.beta_1) ** adam_step)
         )
     return weight_sum, step_size, adam_step
 
@@ -345,29 +396,32 @@ def _batch_scale(sample_weight, order, start, stop, solver, learning_rate, beta_
 # profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw
 # data loss.
 @njit(cache=True, error_model="numpy")
-def _member_epochs(
-    member, team_size, sync, tile_kernel, step_kernel, data, shuffle_state, batch_size,
-    n_epochs, first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output,
-    alpha, tile, works, grads, scratch, chunk_losses, solver, state_1, state_2,
-    learning_rate, momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses,
-    last_phase, theta_copies, state_1_copies, state_2_copies,
-):
+def _member_epochs(member, tile_kernel, step_kernel, network, data, optimizer, buffers,
+                   epochs):
     """The work of team member ``member`` (see :func:`train_epochs_parallel`): after the
     handshake, that of members ``lo`` to ``hi - 1`` (all of them, alone), or none.
 
-    Each epoch runs the batches that start at rows ``first_row`` (a multiple of
-    ``batch_size``) to ``stop_row`` of ``data.order``: ``0`` and ``len(order)`` for whole
-    epochs; a part of one epoch (``n_epochs`` 1) lets a long epoch run over several
-    calls, so that Ctrl-C is honoured between them. The order is shuffled only before
-    an epoch's first row. ``epoch_losses[e]`` gets the epoch's batch losses times their
-    lengths added to what it held (the caller divides by the rows once an epoch is whole).
+    Each epoch runs the batches that start at rows ``epochs.first_row`` (a multiple of
+    ``epochs.batch_size``) to ``epochs.stop_row`` of ``data.order``: ``0`` and
+    ``len(order)`` for whole epochs; a part of one epoch (one epoch) lets a long epoch run
+    over several calls, so that Ctrl-C is honoured between them. The order is shuffled
+    only before an epoch's first row. ``epochs.losses[e]`` gets the epoch's batch losses
+    times their lengths added to what it held (the caller divides by the rows once an
+    epoch is whole).
     """
+    works, grads, scratch = buffers.works, buffers.grads, buffers.scratch
+    chunk_losses, sync = buffers.chunk_losses, buffers.sync
+    batch_size, first_row, stop_row = epochs.batch_size, epochs.first_row, epochs.stop_row
+    shuffle_state, epoch_losses, last_phase = (
+        epochs.shuffle_state, epochs.losses, epochs.last_phase)
     n_chunks = works.shape[0]
-    order, sample_weight = data.order, data.sample_weight
-    lo, hi, team_size = join(sync, member, team_size, n_chunks)
+    order = data.order
+    adam_step = optimizer.adam_step
+    lo, hi, team_size = join(sync, member, epochs.team_size, n_chunks)
     if hi == 0:
         return adam_step
-    replicated = theta_copies.shape[0] > 0
+    theta, state_1, state_2 = network.theta, optimizer.state_1, optimizer.state_2
+    replicated = buffers.theta_copies.shape[0] > 0
     n_buffers = 2 if replicated else 1
     penalties = 2 * n_chunks  # where chunk_losses keeps the slices' penalties
     # The parts of the parameters this thread steps: all of its own copy, or its slices.
@@ -376,9 +430,9 @@ def _member_epochs(
     own_theta, own_state_1, own_state_2 = theta, state_1, state_2
     if replicated and lo > 0:  # each member steps weights of its own, all alike
         # (Each row of a per-thread buffer is padded to whole cache lines.)
-        own_theta = theta_copies[lo - 1, : theta.shape[0]]
-        own_state_1 = state_1_copies[lo - 1, : state_1.shape[0]]
-        own_state_2 = state_2_copies[lo - 1, : state_2.shape[0]]
+        own_theta = buffers.theta_copies[lo - 1, : theta.shape[0]]
+        own_state_1 = buffers.state_1_copies[lo - 1, : state_1.shape[0]]
+        own_state_2 = buffers.state_2_copies[lo - 1, : state_2.shape[0]]
         # Member 0 changes its weights and state only after the first barrier.
         for p in range(theta.shape[0]):
             own_theta[p] = theta[p]
@@ -386,9 +440,11 @@ def _member_epochs(
             own_state_1[p] = state_1[p]
         for p in range(state_2.shape[0]):
             own_state_2[p] = state_2[p]
+    own_network = with_weights(network, own_theta)
+    own_optimizer = with_state(optimizer, own_state_1, own_state_2)
     passed = 0
     batch = 0
-    for epoch in range(n_epochs):
+    for epoch in range(epoch_losses.shape[0]):
         if shuffle_state.shape[0] > 0 and first_row == 0:
             if lo == 0:  # the others have read the last order before the last barrier
                 shuffle(order, shuffle_state)
@@ -402,15 +458,12 @@ def _member_epochs(
             for member in range(lo, hi):
                 chunk_lo, chunk_hi = _chunk_bounds(start, stop, n_chunks, member)
                 chunk_losses[losses + member] = _chunk_gradient(
-                    tile_kernel, data, chunk_lo, chunk_hi, own_theta, units, coef_off,
-                    int_off, use_blas, hidden, output, tile, works[member],
+                    tile_kernel, own_network, data, chunk_lo, chunk_hi, works[member],
                     grads[buffer + member], scratch[member], last_phase,
                 )
             # Read before the barrier: once past it, the leader may shuffle the order.
             weight_sum, step_size, adam_step = _batch_scale(
-                sample_weight, order, start, stop, solver, learning_rate, beta_1, beta_2,
-                adam_step,
-            )
+                data, start, stop, optimizer, adam_step)
             passed = barrier(sync, team_size, passed)
             data_loss = chunk_losses[losses]
             for member in range(1, n_chunks):
@@ -422,9 +475,8 @@ def _member_epochs(
             penalty = theta.dtype.type(0)
             for part in range(first_part, last_part):
                 penalty = _sum_and_step(
-                    step_kernel, part, n_parts, own_theta, batch_grads, int_off[0], alpha,
-                    weight_sum, own_state_1, own_state_2, learning_rate, momentum, nesterov,
-                    beta_1, beta_2, epsilon, step_size,
+                    step_kernel, part, n_parts, own_theta, batch_grads, network.int_off[0],
+                    weight_sum, step_size, own_optimizer,
                 )
                 if not replicated:
                     chunk_losses[penalties + part] = penalty
@@ -443,84 +495,59 @@ def _member_epochs(
 
 def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
     """The one signature :func:`_member_epochs` is compiled for in ``dtype``, given the
-    types of the kernels it calls (the data as ``_layers.data_type`` says)."""
-    real = from_dtype(np.dtype(dtype))
-    vector, matrix, int64 = real[::1], real[:, ::1], types.int64
-    indices = int64[::1]
+    types of the kernels it calls and the type of the workspace's buffers."""
+    from fastmlp.kernels._api import Buffers
 
-    return int64(
-        int64, int64, indices, tile_kernel_type, step_kernel_type,  # member, ..., kernels
-        data_type(dtype), types.uint32[::1], int64, int64,  # data, ..., n_epochs
-        int64, int64,  # first_row, stop_row
-        vector, indices, indices, indices, types.boolean[::1], int64, int64,  # theta, ..., output
-        real, int64, matrix, matrix, matrix, vector,  # alpha, tile, works, ..., chunk_losses
-        int64, vector, vector, real, real, types.boolean,  # solver, ..., nesterov
-        real, real, real, int64, types.float64[::1], int64,  # beta_1, ..., last_phase
-        matrix, matrix, matrix,  # theta_copies, state_1_copies, state_2_copies
-    )
+    return int64(dtype)(
+        int64(dtype), tile_kernel_type, step_kernel_type, numba_type(Network, dtype),
+        numba_type(Data, dtype), numba_type(Optimizer, dtype), numba_type(Buffers, dtype),
+        numba_type(Epochs, dtype),
+    )  # member, tile_kernel, step_kernel, network, data, optimizer, buffers, epochs
 
 
 @njit(cache=True, error_model="numpy")
-def train_epochs_alone(
-    member_kernel, tile_kernel, step_kernel, data, shuffle_state, batch_size, n_epochs,
-    first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
-    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
-    theta_copies, state_1_copies, state_2_copies, team_size, sync,
-):
+def train_epochs_alone(member_kernel, tile_kernel, step_kernel, network, data, optimizer,
+                       buffers, epochs):
     """:func:`train_epochs_parallel` on the calling thread alone: every member's work, in
     member order, with no parallel region; the same results, to the bit."""
-    return member_kernel(
-        0, 1, sync, tile_kernel, step_kernel, data, shuffle_state, batch_size, n_epochs,
-        first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
-        tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
-        momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
-        theta_copies, state_1_copies, state_2_copies,
-    )
+    return member_kernel(0, tile_kernel, step_kernel, network, data, optimizer, buffers,
+                         epochs)
 
 
 @njit(cache=True, error_model="numpy", parallel=True)
-def train_epochs_parallel(
-    member_kernel, tile_kernel, step_kernel, data, shuffle_state, batch_size, n_epochs,
-    first_row, stop_row, theta, units, coef_off, int_off, use_blas, hidden, output, alpha,
-    tile, works, grads, scratch, chunk_losses, solver, state_1, state_2, learning_rate,
-    momentum, nesterov, beta_1, beta_2, epsilon, adam_step, epoch_losses, last_phase,
-    theta_copies, state_1_copies, state_2_copies, team_size, sync,
-):
-    """Run ``n_epochs`` epochs of minibatch training over the sample order ``data.order``,
-    shuffled in place before each epoch, as ``RandomState.shuffle`` shuffles it, from the
-    generator state ``shuffle_state`` (``fastmlp.kernels._random``) unless that is empty;
-    the rows of each epoch as :func:`_member_epochs` says.
+def train_epochs_parallel(member_kernel, tile_kernel, step_kernel, network, data, optimizer,
+                          buffers, epochs):
+    """Run the epochs of ``epochs`` of minibatch training over the sample order
+    ``data.order``, shuffled in place before each epoch, as ``RandomState.shuffle``
+    shuffles it, from the generator state ``epochs.shuffle_state``
+    (``fastmlp.kernels._random``) unless that is empty; the rows of each epoch as
+    :func:`_member_epochs` says.
 
     Each batch: forward, backward (``tile_kernel``), scikit-learn's normalisation and one
-    optimizer step (``step_kernel``; ``solver`` SGD: ``state_1`` velocities; Adam:
-    ``state_1``/``state_2`` moments and ``adam_step`` the number of steps taken before).
-    Each batch is split in ``works.shape[0]`` chunks, one per member of a team of threads
-    that stays in one parallel region for the whole call (``fastmlp.kernels._team``),
-    meeting at a barrier once the chunks' gradients are in.
+    optimizer step (``step_kernel``; ``optimizer.solver`` SGD: ``state_1`` velocities;
+    Adam: ``state_1``/``state_2`` moments and ``adam_step`` the number of steps taken
+    before). Each batch is split in ``buffers.works.shape[0]`` chunks, one per member of
+    a team of threads that stays in one parallel region for the whole call
+    (``fastmlp.kernels._team``), meeting at a barrier once the chunks' gradients are in.
 
-    The step then runs one of two ways. With ``theta_copies`` (one copy per member after
-    the first, and as many of ``state_1``/``state_2``), every member steps weights of its
-    own: all alike, from the same summed gradient, so no weights cross between cores, and
-    no second barrier is needed (the gradients are in two buffers by batch parity, so a
-    member may start the next batch while another still reads). Without, each member
-    steps its slice of the parameters, and a second barrier waits for all slices.
+    The step then runs one of two ways. With ``buffers.theta_copies`` (one copy per
+    member after the first, and as many of the optimizer's state), every member steps
+    weights of its own: all alike, from the same summed gradient, so no weights cross
+    between cores, and no second barrier is needed (the gradients are in two buffers by
+    batch parity, so a member may start the next batch while another still reads).
+    Without, each member steps its slice of the parameters, and a second barrier waits
+    for all slices.
 
-    ``team_size`` 1 runs every member's work on the first thread to come, in the same
-    order: the same results, to the bit. ``sync`` (``_team.SYNC_SIZE`` zeros) is the
-    team's meeting place; ``chunk_losses`` (3 per chunk) holds the chunks' losses, by
-    batch parity, and their penalties. Returns the Adam step count after the last batch.
-    ``member_kernel`` is :func:`_member_epochs`, passed by address
+    ``epochs.team_size`` 1 runs every member's work on the first thread to come, in the
+    same order: the same results, to the bit. ``buffers.sync`` (``_team.SYNC_SIZE``
+    zeros) is the team's meeting place; ``buffers.chunk_losses`` (3 per chunk) holds the
+    chunks' losses, by batch parity, and their penalties. Returns the Adam step count
+    after the last batch. ``member_kernel`` is :func:`_member_epochs`, passed by address
     (``fastmlp.kernels._calls``): inside a parallel region Numba would compile a direct
-    callee's code three times over. ``last_phase`` below ``PHASE_UPDATE`` runs only part
-    of each batch, for ``fastmlp profile``.
+    callee's code three times over. ``epochs.last_phase`` below ``PHASE_UPDATE`` runs
+    only part of each batch, for ``fastmlp profile``.
     """
-    for member in prange(works.shape[0]):
-        member_kernel(
-            member, team_size, sync, tile_kernel, step_kernel, data, shuffle_state,
-            batch_size, n_epochs, first_row, stop_row, theta, units, coef_off, int_off,
-            use_blas, hidden, output, alpha, tile, works, grads, scratch, chunk_losses, solver,
-            state_1, state_2, learning_rate, momentum, nesterov, beta_1, beta_2, epsilon,
-            adam_step, epoch_losses, last_phase, theta_copies, state_1_copies, state_2_copies,
-        )
-    return sync[RESULT]
+    for member in prange(buffers.works.shape[0]):
+        member_kernel(member, tile_kernel, step_kernel, network, data, optimizer, buffers,
+                      epochs)
+    return buffers.sync[RESULT]
