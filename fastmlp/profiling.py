@@ -2,14 +2,17 @@
 
 An epoch of the user's estimator on the user's data is split into five phases: batching
 (the epoch's shuffle and gathering each batch's rows), forward, backward, optimizer
-update, and the rest (Python and calls around the work). It is measured on the Numba
+update, and the rest (set-up and calls around the work). It is measured on the Numba
 engine and on the NumPy reference side by side, and on scikit-learn's MLP where it has
 the estimator's settings. How each is measured:
 
-* reference engine and scikit-learn: each phase timed directly with
-  ``time.perf_counter`` around the NumPy calls of every batch (scikit-learn's backward is
-  its ``_backprop`` less a forward pass timed just before it: ``_backprop`` runs both);
-  the rest is the instrumented epoch less the phases.
+* reference engine and scikit-learn: an instrumented epoch, cut by ``time.perf_counter``
+  into consecutive spans, each counted in one phase: the shuffle and each batch's rows
+  (batching), the forward pass and loss, the backward pass and gradients, the step
+  (update), the epoch's set-up before its first batch and its end after the last (the
+  rest). scikit-learn's ``_backprop`` runs the forward and the backward pass: its
+  forward pass is timed apart, before each ``_backprop`` of other epochs, and its
+  backward pass is the ``_backprop`` less that.
 * Numba engine: the phases are fused in one compiled loop, so they are measured by
   phase-limited runs of the same kernel (``Trainer.run_epochs(last_phase=...)``): gather
   only, then gather and forward, then also backward, then the full step; each phase is
@@ -17,11 +20,16 @@ the estimator's settings. How each is measured:
   inside the epoch's call), timed on its own. The rest is the cost of a kernel call on
   a one-row epoch.
 * L-BFGS (no batches): the unit is one evaluation of the loss and its gradient over all
-  rows, as above without the shuffle; update is SciPy's own work per evaluation (a short
-  ``scipy.optimize.minimize`` run less the time spent in its evaluations).
+  rows plus SciPy's work for it. Batching, forward and backward as above over one batch
+  of all the rows; the rest adds the objective's own work around the engine (its
+  evaluation less the engine's loss-and-gradients call, each timed); update is SciPy's
+  own work per evaluation (a short ``scipy.optimize.minimize`` run less the time spent
+  in its evaluations).
 
-Every time is the best of interleaved rounds, each after a warm-up of the same work, and
-each engine's phases are checked against its total, timed apart as a plain epoch.
+Every time is the best of interleaved rounds, each after a warm-up of the same work. The
+total is a plain epoch (an evaluation and SciPy's work for L-BFGS) timed apart, never
+computed from the phases: what the phases do not account for, the total less their sum,
+is shown as such (``unaccounted``), positive where the plain epoch took longer.
 """
 
 import time
@@ -36,16 +44,27 @@ ENGINES = ("numba", "numpy", "scikit-learn")
 WARMUP_SECONDS = 0.05
 _SKLEARN_ACTIVATIONS = ("identity", "logistic", "tanh", "relu")
 #: How the phases are measured (the module's documentation of it), shown with a profile.
-METHOD = __doc__.split("How each is measured:")[1].split("Every time")[0].strip()
+METHOD = __doc__.split("How each is measured:")[1].strip()
 
 
 @dataclass
 class Profile:
     """Seconds per unit (an epoch, or an L-BFGS evaluation) in each phase, per engine.
 
-    ``phases[engine][phase]`` are the phases' times, ``totals[engine]`` the time of a
-    plain unit measured apart (the phases should add up to it), ``skipped`` the engines
-    left out and why, ``method`` how the phases were measured.
+    Attributes
+    ----------
+    unit : str
+        ``"epoch"``, or ``"evaluation"`` for L-BFGS.
+    description : str
+        The network, solver, rows, batch size and dtype profiled.
+    phases : dict
+        ``phases[engine][phase]``: seconds per unit in each of :data:`PHASES`.
+    totals : dict
+        ``totals[engine]``: seconds of a plain unit, timed apart from the phases.
+    skipped : dict
+        ``skipped[engine]``: why that engine was not profiled.
+    method : str
+        How the phases and totals were measured.
     """
 
     unit: str
@@ -55,17 +74,29 @@ class Profile:
     skipped: dict = field(default_factory=dict)
     method: str = METHOD
 
+    @property
+    def unaccounted(self):
+        """``{engine: seconds}``: each plain total less the sum of its phases (negative
+        where the phases add up to more, as timing them costs a little)."""
+        return {engine: self.totals[engine] - sum(self.phases[engine].values())
+                for engine in self.phases}
+
     def to_dict(self):
-        """The raw numbers: ``{engine: {phase: seconds, ..., "total": seconds}}``."""
-        return {engine: {**self.phases[engine], "total": self.totals[engine]}
+        """The raw numbers: ``{engine: {phase: seconds, ..., "total": seconds,
+        "unaccounted": seconds}}``."""
+        unaccounted = self.unaccounted
+        return {engine: {**self.phases[engine], "total": self.totals[engine],
+                         "unaccounted": unaccounted[engine]}
                 for engine in self.phases}
 
     def to_frame(self):
         """The raw numbers as a pandas DataFrame (rows: phases and total; columns:
-        engines), in seconds."""
+        engines), in seconds; ``frame.attrs["unaccounted"]`` holds :attr:`unaccounted`."""
         import pandas as pd
 
-        return pd.DataFrame(self.to_dict()).loc[[*PHASES, "total"]]
+        frame = pd.DataFrame(self.to_dict()).loc[[*PHASES, "total"]]
+        frame.attrs["unaccounted"] = self.unaccounted
+        return frame
 
     def table(self):
         """A table for the terminal: milliseconds per unit, and each engine's phases
@@ -73,21 +104,24 @@ class Profile:
         engines = list(self.phases)
         lines = [f"{self.description}", f"milliseconds per {self.unit}, best of the "
                  "interleaved rounds", "",
-                 f"{'phase':<10}" + "".join(f"{engine:>14}" for engine in engines)]
+                 f"{'phase':<12}" + "".join(f"{engine:>14}" for engine in engines)]
         for phase in PHASES:
-            lines.append(f"{phase:<10}" + "".join(
+            lines.append(f"{phase:<12}" + "".join(
                 f"{1e3 * self.phases[engine][phase]:>14.3f}" for engine in engines))
-        lines.append(f"{'total':<10}" + "".join(
+        lines.append(f"{'total':<12}" + "".join(
             f"{1e3 * self.totals[engine]:>14.3f}" for engine in engines))
+        unaccounted = self.unaccounted
+        lines.append(f"{'unaccounted':<12}" + "".join(
+            f"{1e3 * unaccounted[engine]:>14.3f}" for engine in engines))
         if "numba" in self.phases:
-            lines.append(f"{'vs numba':<10}" + "".join(
+            lines.append(f"{'vs numba':<12}" + "".join(
                 f"{self.totals[engine] / self.totals['numba']:>13.1f}x" for engine in engines))
         lines.append("")
         for engine in engines:
             summed, total = sum(self.phases[engine].values()), self.totals[engine]
-            lines.append(f"{engine}: phases add up to {1e3 * summed:.3f} ms; a plain "
-                         f"{self.unit} took {1e3 * total:.3f} ms "
-                         f"({100 * (summed - total) / total:+.1f} %)")
+            lines.append(f"{engine}: the phases add up to {1e3 * summed:.3f} ms, a plain "
+                         f"{self.unit} took {1e3 * total:.3f} ms: "
+                         f"{100 * unaccounted[engine] / total:+.1f} % unaccounted")
         for engine, reason in self.skipped.items():
             lines.append(f"{engine}: not profiled ({reason})")
         lines += ["", "How each is measured:", *self.method.splitlines()]
@@ -97,8 +131,9 @@ class Profile:
         return self.table()
 
     def plot(self, path=None):
-        """One stacked bar per engine, each on its own axis (the totals may differ
-        tenfold); saved to ``path`` if given. Returns the matplotlib figure."""
+        """One stacked bar of the phases per engine, each on its own axis (the totals
+        may differ tenfold), with a line at the plain total; saved to ``path`` if given.
+        Returns the matplotlib figure."""
         import matplotlib
 
         if path is not None:
@@ -115,6 +150,8 @@ class Profile:
                 height = 1e3 * self.phases[engine][phase]
                 ax.bar([engine], [height], bottom=bottom, color=color, label=phase, width=0.5)
                 bottom += height
+            ax.plot([-0.4, 0.4], [1e3 * self.totals[engine]] * 2, color="k", linewidth=1,
+                    linestyle="--", label=f"plain {self.unit}")
             ax.set_ylabel(f"ms per {self.unit}")
         axes[0][-1].legend(loc="upper right", fontsize=8)
         fig.suptitle(f"fastmlp profile: {self.description}", fontsize=9)
@@ -171,6 +208,7 @@ class _Problem:
     alpha: float
     n_threads: object
     estimator: object
+    gathers: bool = True  # False: every batch is all the rows, read in place
 
 
 def _problem(estimator, X, y):
@@ -186,9 +224,10 @@ def _problem(estimator, X, y):
         warnings.simplefilter("ignore", ConvergenceWarning)
         model.fit(X, y)
     dtype = model.coefs_[0].dtype
-    if scipy.sparse.issparse(X):  # profiled on dense rows
-        X = X.toarray()
-    X = np.ascontiguousarray(X, dtype=dtype)
+    if scipy.sparse.issparse(X):  # each engine takes it as its fit does
+        X = scipy.sparse.csr_matrix(X, dtype=dtype)
+    else:
+        X = np.ascontiguousarray(X, dtype=dtype)
     if is_classifier(model):
         Y = model._label_binarizer.transform(np.asarray(y))
     else:
@@ -221,8 +260,9 @@ def _reference_optimizer(problem, params):
 
 def _profile_reference(problem, repeats):
     from fastmlp import reference
+    from fastmlp._solvers import dense
 
-    X, Y = problem.X, problem.Y
+    X, Y = dense(problem.X), problem.Y  # as the reference engine's fit takes a sparse X
     coefs = [c.copy() for c in problem.coefs]
     intercepts = [b.copy() for b in problem.intercepts]
     params = coefs + intercepts
@@ -240,18 +280,21 @@ def _profile_reference(problem, repeats):
         return rng.permutation(n) if problem.shuffle else np.arange(n)
 
     def instrumented_epoch():
+        """Consecutive spans of the epoch, each counted in one phase: every instant
+        between the first reading of the clock and the last is in exactly one."""
         spent = dict.fromkeys(PHASES, 0.0)
-        epoch_start = tick = time.perf_counter()
+        tick = time.perf_counter()
         rows_order = order()
         for start in range(0, n, batch_size):
             rows = rows_order[start : start + batch_size]
-            X_batch, Y_batch = X[rows], Y[rows]
+            X_batch, Y_batch = (X[rows], Y[rows]) if problem.gathers else (X, Y)
             now = time.perf_counter()
             spent["batching"] += now - tick
             tick = now
             pre, acts = reference.forward(coefs, intercepts, X_batch, problem.activation,
                                           problem.output)
             reference.loss(acts[-1], Y_batch, problem.output)
+            sum(np.dot(c.ravel(), c.ravel()) for c in coefs)  # the loss's penalty term
             now = time.perf_counter()
             spent["forward"] += now - tick
             tick = now
@@ -267,8 +310,7 @@ def _profile_reference(problem, repeats):
             now = time.perf_counter()
             spent["update"] += now - tick
             tick = now
-        total = time.perf_counter() - epoch_start
-        spent["rest"] = total - sum(spent[p] for p in PHASES if p != "rest")
+        spent["rest"] += time.perf_counter() - tick  # the epoch's end after its last batch
         return spent
 
     def plain_epoch():
@@ -328,15 +370,21 @@ def _profile_numba(problem, repeats):
         "shuffle": lambda: compiled_shuffle(order, shuffle_state(rng, n)),
         "call": run(PHASE_GATHER, order[:1]), "plain": plain_epoch,
     }, repeats, reset)
-    phases = {
-        "batching": (t["shuffle"] if problem.shuffle else 0.0)
-        + max(t["gather"] - t["call"], 0.0),
+    return _numba_phases(t, problem.shuffle), t["plain"]
+
+
+def _numba_phases(t, shuffled):
+    """The Numba engine's phases from the best times ``t`` of its phase-limited runs:
+    each phase the difference of consecutive runs (none below zero), batching the
+    gather less a call's cost plus the shuffle, the rest a call's cost. The plain epoch
+    (``t["plain"]``) is the total, and takes no part in them."""
+    return {
+        "batching": (t["shuffle"] if shuffled else 0.0) + max(t["gather"] - t["call"], 0.0),
         "forward": max(t["forward"] - t["gather"], 0.0),
         "backward": max(t["backward"] - t["forward"], 0.0),
         "update": max(t["full"] - t["backward"], 0.0),
         "rest": t["call"],
     }
-    return phases, t["plain"]
 
 
 def _sklearn_model(problem):
@@ -377,87 +425,124 @@ def _profile_sklearn(problem, repeats):
     n, batch_size = X.shape[0], problem.batch_size
     units = [X.shape[1]] + [c.shape[1] for c in problem.coefs]
 
-    def epoch(spent=None):
-        """scikit-learn's epoch loop; given ``spent``, each phase timed into it (and a
-        forward pass timed apart before each ``_backprop``, which runs one itself:
-        its time is taken off ``_backprop``'s to leave the backward pass)."""
+    def epoch(spent=None, forward_apart=False):
+        """scikit-learn's epoch loop. Given ``spent``, cut into consecutive spans each
+        counted in one phase: set-up and end in the rest, each ``_backprop`` whole (it
+        runs a forward pass, then the backward one) in "backprop"; with
+        ``forward_apart``, a forward pass is also timed apart before each ``_backprop``,
+        in "forward"."""
         model = state["model"]
         params = model.coefs_ + model.intercepts_
-        epoch_start = tick = time.perf_counter()
+        tick = time.perf_counter()
         activations = [None] + [np.empty((batch_size, u), X.dtype) for u in units[1:]]
         deltas = [np.empty_like(a) for a in activations[1:]]
         coef_grads = [np.empty_like(c) for c in problem.coefs]
         intercept_grads = [np.empty_like(b) for b in problem.intercepts]
+        if spent is not None:
+            now = time.perf_counter()
+            spent["rest"] += now - tick
+            tick = now
         order = rng.permutation(n) if problem.shuffle else np.arange(n)
-        extra = 0.0  # the forward passes timed apart, which a plain epoch does not run
         for start in range(0, n, batch_size):
             rows = order[start : start + batch_size]
             X_batch, Y_batch = X[rows], Y[rows]
             activations[0] = X_batch
-            forward = 0.0
             if spent is not None:
                 now = time.perf_counter()
                 spent["batching"] += now - tick
-                model._forward_pass(activations)
-                tick = time.perf_counter()
-                forward = tick - now
-                spent["forward"] += forward
-                extra += forward
+                tick = now
+                if forward_apart:
+                    model._forward_pass(activations)
+                    now = time.perf_counter()
+                    spent["forward"] += now - tick
+                    tick = now
             _, coef_grads, intercept_grads = model._backprop(
                 X_batch, Y_batch, None, activations, deltas, coef_grads, intercept_grads)
             if spent is not None:
                 now = time.perf_counter()
-                spent["backward"] += max(now - tick - forward, 0.0)
+                spent["backprop"] += now - tick
                 tick = now
             model._optimizer.update_params(params, coef_grads + intercept_grads)
             if spent is not None:
                 now = time.perf_counter()
                 spent["update"] += now - tick
                 tick = now
-        total = time.perf_counter() - epoch_start - extra
         if spent is not None:
-            spent["rest"] = max(total - sum(spent[p] for p in PHASES if p != "rest"), 0.0)
-        return total
+            spent["rest"] += time.perf_counter() - tick
 
-    runs = []
+    runs = {False: [], True: []}
 
-    def instrumented_epoch():
-        spent = dict.fromkeys(PHASES, 0.0)
-        epoch(spent)
-        runs.append(spent)
+    def instrumented(forward_apart):
+        def run():
+            spent = dict.fromkeys(["batching", "forward", "backprop", "update", "rest"], 0.0)
+            epoch(spent, forward_apart)
+            runs[forward_apart].append(spent)
+        return run
 
-    total = _best_times({"plain": epoch, "instrumented": instrumented_epoch}, repeats,
-                        reset)["plain"]
-    return min(runs, key=lambda run: sum(run.values())), total
+    total = _best_times({"plain": epoch, "instrumented": instrumented(False),
+                         "forward apart": instrumented(True)}, repeats, reset)["plain"]
+    # The warm-up calls also append: keep the least disturbed epoch of each kind. The
+    # backward pass is a ``_backprop`` less a forward pass, each timed in epochs of
+    # their own: after a forward pass of the same batch, ``_backprop``'s own runs on
+    # warm caches and would leave the backward pass looking faster than it is.
+    spans = min(runs[False], key=lambda run: sum(run.values()))
+    forward = min(run["forward"] for run in runs[True])
+    return {"batching": spans["batching"], "forward": forward,
+            "backward": max(spans["backprop"] - forward, 0.0), "update": spans["update"],
+            "rest": spans["rest"]}, total
 
 
 def profile(estimator, X, y, *, repeats=7, engines=ENGINES):
     """Split an epoch of ``estimator`` on ``(X, y)`` into its phases, per engine.
 
+    Each engine trains the estimator's network from the same initial weights (those of
+    a one-epoch ``fit`` of a copy) on the same rows, and each timed epoch starts from
+    them: the phases of a first epoch, without the compile time.
+
     Parameters
     ----------
     estimator : fastmlp.MLPClassifier or fastmlp.MLPRegressor
-        Its settings are profiled (a copy is fitted; the estimator itself is left as
-        it is): network, activation, solver and its settings, batch size, shuffling,
-        ``alpha`` and ``n_threads``.
-    X : array-like or sparse matrix of shape (n_samples, n_features)
-        The training data, as ``fit`` takes it.
+        The settings to profile: network (``hidden_layer_sizes``), ``activation``,
+        ``solver`` and its settings (``learning_rate_init``, ``momentum``,
+        ``nesterovs_momentum``, ``beta_1``, ``beta_2``, ``epsilon``), ``batch_size``,
+        ``shuffle``, ``alpha`` and ``n_threads``. Fitted or not; it is left as it is (a
+        copy is fitted for one epoch, whatever its ``max_iter``, ``warm_start`` and
+        ``early_stopping``).
+    X : {array-like, sparse matrix} of shape (n_samples, n_features)
+        The training data, as ``fit`` takes it. Its dtype decides the engines' (float32
+        X: float32 weights and arithmetic); a sparse X is trained on its nonzeros by the
+        Numba engine and scikit-learn, on dense rows by the reference engine, as their
+        fits do.
     y : array-like of shape (n_samples,) or (n_samples, n_outputs)
-        The targets, as ``fit`` takes them.
+        The targets, as ``fit`` takes them: labels for a classifier, values for a
+        regressor.
     repeats : int, default=7
-        Interleaved rounds; each phase's time is its best round.
-    engines : sequence of {"numba", "numpy", "scikit-learn"}
-        The engines to profile. scikit-learn's MLP is profiled where it has the
-        estimator's settings (its activations, and the stochastic solvers); otherwise
-        it is listed in :attr:`Profile.skipped` with the reason.
+        Interleaved rounds of every measurement; each time reported is the best of its
+        rounds (the one least disturbed by the rest of the machine). Each timed run
+        follows an untimed warm-up of the same work, 0.05 s at least: a
+        round runs some 14 epochs of the Numba engine and 4 of each other one, more
+        where an epoch is shorter than that.
+    engines : sequence of str, default=("numba", "numpy", "scikit-learn")
+        The engines to profile, in the order of the table's columns, any of
+        ``"numba"`` (fastmlp's Numba engine), ``"numpy"`` (its NumPy reference engine)
+        and ``"scikit-learn"`` (scikit-learn's MLP). scikit-learn's is
+        profiled where it has the estimator's settings (its own activations, and the
+        stochastic solvers); otherwise it is left out, with the reason in
+        :attr:`Profile.skipped`.
 
     Returns
     -------
     Profile
-        Seconds per epoch (per evaluation of the loss for ``solver="lbfgs"``) in
-        batching, forward, backward, update and the rest, per engine, with each
-        engine's plain total: ``print(profile)`` for a table, ``.plot(path)`` for a
-        chart, ``.to_dict()`` or ``.to_frame()`` for the raw numbers.
+        Seconds per epoch (per evaluation of the loss and gradient for
+        ``solver="lbfgs"``) in batching, forward, backward, update and the rest, per
+        engine; each engine's plain total, timed apart from its phases; and what the
+        phases leave unaccounted of it (:attr:`Profile.unaccounted`). ``print(profile)``
+        for a table, ``.plot(path)`` for a chart, ``.to_dict()`` or ``.to_frame()`` for
+        the raw numbers. ``.method`` says how each engine was measured.
+
+    See Also
+    --------
+    fastmlp.profiling : how each engine's phases are measured.
 
     Examples
     --------
@@ -466,6 +551,7 @@ def profile(estimator, X, y, *, repeats=7, engines=ENGINES):
     >>> X, y = load_digits(return_X_y=True)
     >>> result = fastmlp.profile(fastmlp.MLPClassifier((256, 128)), X / 16, y)  # doctest: +SKIP
     >>> print(result)  # doctest: +SKIP
+    >>> result.to_dict()["numba"]["forward"]  # seconds per epoch  # doctest: +SKIP
     """
     problem = _problem(estimator, X, y)
     units = [problem.X.shape[1]] + [c.shape[1] for c in problem.coefs]
@@ -496,14 +582,17 @@ def profile(estimator, X, y, *, repeats=7, engines=ENGINES):
 
 
 def _profile_lbfgs(problem, repeats, engine):
-    """An L-BFGS evaluation: the full-batch phases of the engine (without a step), and
-    SciPy's own work per evaluation as the update."""
+    """An L-BFGS evaluation: the engine's phases over one batch of all the rows (without
+    a step), the objective's own work around the engine in the rest, SciPy's own work
+    per evaluation as the update; the total is an evaluation and that work, timed."""
     import scipy.optimize
 
-    from fastmlp._solvers import lbfgs_objective
+    from fastmlp import reference
+    from fastmlp._solvers import dense, lbfgs_objective
 
     backend = "numba" if engine == "numba" else "numpy"
-    phase_problem = _Problem(**{**problem.__dict__, "solver": "sgd"})
+    # The objective reads X as it is: the reference's phases gather no rows.
+    phase_problem = _Problem(**{**problem.__dict__, "solver": "sgd", "gathers": False})
     phase_problem.settings = {**problem.settings, "learning_rate_init": 0.0, "momentum": 0.0,
                               "nesterovs_momentum": False}
     profiler = _profile_numba if engine == "numba" else _profile_reference
@@ -513,6 +602,20 @@ def _profile_lbfgs(problem, repeats, engine):
                                 problem.activation, problem.output, problem.alpha,
                                 problem.n_threads)
     packed = np.hstack([a.ravel() for a in problem.coefs + problem.intercepts])
+    if engine == "numba":
+        from fastmlp import kernels
+
+        def engine_call():
+            kernels.loss_and_gradients(problem.coefs, problem.intercepts, problem.X,
+                                       problem.Y, problem.activation, problem.output,
+                                       problem.alpha, None, problem.n_threads)
+    else:
+        X = dense(problem.X)
+
+        def engine_call():
+            reference.loss_and_gradients(problem.coefs, problem.intercepts, X, problem.Y,
+                                         problem.activation, problem.output, problem.alpha)
+
     spent = {"objective": 0.0, "calls": 0}
 
     def timed(theta):
@@ -529,10 +632,10 @@ def _profile_lbfgs(problem, repeats, engine):
                                 options={"maxiter": 5})
         return (time.perf_counter() - start - spent["objective"]) / spent["calls"]
 
-    t = _best_times({"evaluation": lambda: objective(packed)}, repeats)
+    t = _best_times({"evaluation": lambda: objective(packed), "engine": engine_call},
+                    repeats)
     updates = [minimize() for _ in range(max(3, repeats // 2))]
-    phases = {**phases, "update": min(updates)}
-    # The rest: what the objective does around the engine (packing, unpacking, copies).
-    engine_work = sum(phases[p] for p in ("batching", "forward", "backward"))
-    phases["rest"] = max(t["evaluation"] - engine_work, 0.0)
+    # The objective's packing, unpacking and copies around the engine's call.
+    around = max(t["evaluation"] - t["engine"], 0.0)
+    phases = {**phases, "update": min(updates), "rest": phases["rest"] + around}
     return phases, t["evaluation"] + phases["update"]

@@ -79,3 +79,67 @@ def test_sparse_and_float32_data(data):
                              repeats=1, engines=("numba",))
     check_profile(result, ["numba"])
     assert "float32" in result.description
+
+
+def test_what_the_phases_leave_of_the_total_is_reported_as_unaccounted():
+    """Made-up times: the plain total is what was timed, never the phases' sum, and the
+    difference is shown in the table, the dict and the DataFrame."""
+    result = profiling.Profile("epoch", "made up")
+    result.phases["numba"] = dict(zip(profiling.PHASES, [1e-3, 2e-3, 3e-3, 1e-3, 1e-3]))
+    result.phases["numpy"] = dict(zip(profiling.PHASES, [2e-3, 4e-3, 6e-3, 2e-3, 1e-3]))
+    result.totals = {"numba": 10e-3, "numpy": 14e-3}
+    assert result.unaccounted == pytest.approx({"numba": 2e-3, "numpy": -1e-3}, abs=1e-15)
+    raw = result.to_dict()
+    assert raw["numba"]["total"] == 10e-3
+    assert raw["numba"]["unaccounted"] == pytest.approx(2e-3, abs=1e-15)
+    assert result.to_frame().attrs["unaccounted"] == result.unaccounted
+    lines = result.table().splitlines()
+    unaccounted_row = next(line for line in lines if line.startswith("unaccounted"))
+    assert unaccounted_row.split()[1:] == ["2.000", "-1.000"]
+    assert "numba: the phases add up to 8.000 ms, a plain epoch took 10.000 ms: +20.0 % " \
+        "unaccounted" in lines
+    assert "numpy: the phases add up to 15.000 ms, a plain epoch took 14.000 ms: -7.1 % " \
+        "unaccounted" in lines
+
+
+def test_the_numba_phases_are_differences_of_the_phase_runs_alone():
+    """The plain epoch's time takes no part in the phases: a slower one changes none."""
+    runs = {"gather": 3.0, "forward": 5.0, "backward": 9.0, "full": 10.0, "shuffle": 0.5,
+            "call": 1.0}
+    expected = {"batching": 2.5, "forward": 2.0, "backward": 4.0, "update": 1.0, "rest": 1.0}
+    for plain in (10.5, 20.0):
+        assert profiling._numba_phases({**runs, "plain": plain}, shuffled=True) == expected
+    assert profiling._numba_phases({**runs, "plain": 1.0}, shuffled=False)["batching"] == 2.0
+
+
+@pytest.mark.parametrize("solver", ["sgd", "lbfgs"])
+def test_time_the_phases_miss_shows_as_unaccounted_not_as_rest(data, solver, monkeypatch):
+    """On a clock that moves only when told (a microsecond a reading), the engine's
+    loss-and-gradients call is made to take one more second. The phases of the reference
+    engine time the forward and backward passes themselves, so that second is in the
+    plain total alone (the epoch's one batch; an L-BFGS evaluation) and must show as
+    unaccounted, not be absorbed into the rest."""
+    from types import SimpleNamespace
+
+    from fastmlp import reference
+
+    now = [0.0]
+
+    def clock():
+        now[0] += 1e-6
+        return now[0]
+
+    original = reference.loss_and_gradients
+
+    def one_second_slower(*args, **kwargs):
+        now[0] += 1.0
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(profiling, "time", SimpleNamespace(perf_counter=clock))
+    monkeypatch.setattr(reference, "loss_and_gradients", one_second_slower)
+    X, y = data
+    estimator = fastmlp.MLPClassifier((8,), solver=solver, batch_size=len(X), random_state=0)
+    result = fastmlp.profile(estimator, X, y, repeats=1, engines=("numpy",))
+    assert result.totals["numpy"] > 1.0
+    assert result.phases["numpy"]["rest"] < 1e-3
+    assert result.unaccounted["numpy"] == pytest.approx(1.0, abs=1e-3)
