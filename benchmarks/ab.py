@@ -20,8 +20,13 @@ import tempfile
 WORKER = r"""
 import json, sys, time, warnings
 warnings.simplefilter("ignore")
-from benchmarks.measure import warm_up
-from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, load
+try:
+    from fastmlp.bench.implementations import IMPLEMENTATIONS
+    from fastmlp.bench.measure import warm_up
+    from fastmlp.bench.workloads import WORKLOADS, load
+except ImportError:  # a checkout from before the workloads moved into the package
+    from benchmarks.measure import warm_up
+    from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, load
 runners = {}
 for line in sys.stdin:
     command = json.loads(line)

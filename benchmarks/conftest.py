@@ -1,6 +1,6 @@
 import pytest
 
-from benchmarks.measure import STEADY_ALLOCATOR  # noqa: F401  (same allocator as bench)
+from fastmlp.bench.measure import STEADY_ALLOCATOR  # noqa: F401  (same allocator as bench)
 
 #: Rows kept by the untimed run of a plain test session.
 TINY_ROWS = 120

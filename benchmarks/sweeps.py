@@ -1,8 +1,8 @@
 """Scaling sweeps: how the time per epoch grows with hidden width, batch size, number of
 samples and depth, for each implementation."""
 
-from benchmarks.measure import measure
-from benchmarks.workloads import WORKLOADS
+from fastmlp.bench.measure import measure
+from fastmlp.bench.workloads import WORKLOADS
 
 SWEEP_IMPLEMENTATIONS = ["numpy reference", "numba", "scikit-learn", "pytorch"]
 

@@ -4,8 +4,8 @@
 
 Prints the medians (min-max) of every implementation, the ratios the targets name, W4's
 share of the machine's GEMM rate, compile times (cold cache and warm, each in a fresh
-process) and the memory of a W4 fit. ``python -m fastmlp bench`` writes the same figures
-into reports/BENCHMARKS.md.
+process) and the memory of a W4 fit. ``python -m benchmarks.report`` writes the same
+figures into reports/BENCHMARKS.md.
 """
 
 import argparse
@@ -14,11 +14,22 @@ import subprocess
 import sys
 import tempfile
 
-from benchmarks.measure import GEMM_SIZE, MACHINE_GEMM, measure, speedup
-from benchmarks.workloads import TARGETS, WORKLOADS, load, useful_flops
+from fastmlp.bench.measure import GEMM_SIZE, MACHINE_GEMM, measure, speedup
+from fastmlp.bench.workloads import WORKLOADS, load, useful_flops
 
-#: The implementation of ``benchmarks.workloads`` that times fastmlp's estimator.
+#: The implementation of ``fastmlp.bench.implementations`` that times fastmlp's estimator.
 ESTIMATOR = "fastmlp MLPClassifier"
+
+#: Targets of benchmarks/WORKLOADS.md: (workload, baseline implementation, minimum ratio).
+TARGETS = [
+    ("W1", "notebook loop", 300), ("W1", "numpy reference", 20), ("W1", "pytorch", 10),
+    ("W2", "scikit-learn", 20), ("W2", "pytorch", 20),
+    ("W3", "scikit-learn", 3), ("W3", "pytorch", 2),
+    ("W4-float64", "scikit-learn", 2), ("W4-float64", "pytorch", 1.1),
+    ("W4-float32", "pytorch", 1.1),
+    ("W5", "scikit-learn", 5), ("W5", "pytorch", 5),
+    ("W6", "scikit-learn", 5),
+]
 
 _FIRST_FIT = """
 import time, sys
@@ -63,7 +74,7 @@ def rss_mib():
     with open("/proc/self/statm") as f:
         return int(f.read().split()[1]) * 4096 / 2**20
 
-from benchmarks.workloads import WORKLOADS, load
+from fastmlp.bench.workloads import WORKLOADS, load
 X, y = load(WORKLOADS["W4-float64"])
 if sys.argv[1] == "fastmlp":
     from fastmlp import MLPClassifier

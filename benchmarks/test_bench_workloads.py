@@ -9,7 +9,8 @@ before timing starts, so compile time stays out (it has its own benchmark).
 
 import pytest
 
-from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, Unavailable, load
+from fastmlp.bench.implementations import IMPLEMENTATIONS, Unavailable
+from fastmlp.bench.workloads import WORKLOADS, load
 
 
 @pytest.mark.parametrize("implementation", list(IMPLEMENTATIONS))

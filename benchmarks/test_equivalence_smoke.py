@@ -4,7 +4,8 @@ layer shapes, and each learns the (tiny) training set beyond chance."""
 import numpy as np
 import pytest
 
-from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, Unavailable, load
+from fastmlp.bench.implementations import IMPLEMENTATIONS, Unavailable
+from fastmlp.bench.workloads import WORKLOADS, load
 
 SMOKE_ROWS = 300
 SMOKE_UNITS = {"W1": 30, "W2": 40, "W3": 15, "W4-float64": 5, "W4-float32": 5, "W5": 40,

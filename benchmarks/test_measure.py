@@ -2,8 +2,8 @@
 
 import pytest
 
-from benchmarks.measure import GEMM_SIZE, MACHINE_GEMM, Timing, speedup
 from benchmarks.targets import target_rows
+from fastmlp.bench.measure import GEMM_SIZE, MACHINE_GEMM, Timing, speedup
 
 
 def test_a_ratio_pairs_the_times_of_each_round():
@@ -42,8 +42,8 @@ def test_a_measurement_runs_units_for_its_whole_span(monkeypatch):
     one that each run moves on by 10 ms: nothing here depends on this machine's speed."""
     from types import SimpleNamespace
 
-    from benchmarks import measure
-    from benchmarks.workloads import Runner
+    from fastmlp.bench import measure
+    from fastmlp.bench.implementations import Runner
 
     clock = [0.0]
     runs = []

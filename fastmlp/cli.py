@@ -7,6 +7,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fastmlp.bench.workloads import moons_data
+
+__all__ = ["main", "moons_data"]
+
 
 def available_engines():
     """The engines this installation can run, reference first."""
@@ -16,15 +20,6 @@ def available_engines():
     except ImportError:
         return engines
     return engines + ["numba"]
-
-
-def moons_data():
-    """The notebook's data: 5000 moons, noise 0.1, a 70/30 split (3500 training rows)."""
-    from sklearn.datasets import make_moons
-    from sklearn.model_selection import train_test_split
-
-    X, y = make_moons(n_samples=5000, noise=0.1, random_state=42)
-    return train_test_split(X, y, random_state=42, test_size=0.3)
 
 
 def _train_notebook_model(X_train, y_train, n_steps, seed, backend):
@@ -105,43 +100,57 @@ def demo(out_dir="reports", n_steps=200, seed=0):
     return results
 
 
-def _benchmarks_package():
-    """The benchmark code lives in the repository's benchmarks/ folder, next to reports/."""
-    try:
-        import benchmarks.report  # noqa: F401
-    except ImportError:
-        sys.exit(
-            "fastmlp bench and profile run from a clone of the fastmlp repository "
-            "(they use its benchmarks/ folder): cd into it and run the command again."
-        )
+def bench(quick=False, seconds=None, workload_ids=None):
+    """Time the Numba engine and every installed peer on the workloads, side by side;
+    print how many times faster the engine ran each."""
+    from fastmlp.bench import ratios
+    from fastmlp.bench.workloads import WORKLOADS
 
-
-def bench(out_dir="reports", quick=False):
-    _benchmarks_package()
-    from benchmarks import report
-
-    return report.run(out_dir, quick)
+    rounds = ratios.QUICK_ROUNDS if quick else ratios.FULL_ROUNDS
+    ids = workload_ids or None
+    limit = f", within about {seconds:g} s" if seconds is not None else ""
+    print(f"workloads: {', '.join(ids or WORKLOADS)} (up to {rounds} interleaved "
+          f"rounds{limit}; the first fits compile the kernels)")
+    timings, skipped, not_reached = ratios.run(ids, rounds, seconds)
+    print()
+    print("How many times faster the Numba engine ran each workload than each peer "
+          "(the median of the rounds' ratios):\n")
+    print(ratios.ratio_table(timings, skipped, not_reached))
+    return timings
 
 
 def profile(workload_id, out_dir="reports", repeats=15, pyinstrument=False):
-    _benchmarks_package()
-    from benchmarks import profiling
-    from benchmarks.workloads import WORKLOADS
+    """``fastmlp.profile`` of a workload's settings on its data; prints the table and
+    writes it with a plot to ``out_dir``."""
+    import fastmlp
+    from fastmlp.bench.measure import steady_allocator
+    from fastmlp.bench.workloads import WORKLOADS, estimator_for, load
 
     if workload_id not in WORKLOADS:
         sys.exit(f"unknown workload {workload_id!r}; choose one of {', '.join(WORKLOADS)}")
-    results = profiling.profile(workload_id, repeats)
-    table = profiling.format_profile(workload_id, results)
+    steady_allocator()  # as the benchmarks run: NumPy's temporaries reuse freed memory
+    workload = WORKLOADS[workload_id]
+    X, y = load(workload)
+    estimator = estimator_for(workload, X.shape[0])
+    result = fastmlp.profile(estimator, X, y, repeats=repeats)
+    header = (f"{workload_id} {workload.name}: fastmlp.profile({estimator!r}, X, y, "
+              f"repeats={repeats})")
+    out = _write_profile(result, out_dir, f"profile-{workload_id}", header)
+    if pyinstrument:
+        _pyinstrument_profile(workload_id, out)
+    return result
+
+
+def _write_profile(result, out_dir, stem, header=None):
+    """Print the profile's table and write it, with its plot, to ``out_dir``."""
+    table = result.table() if header is None else f"{header}\n{result.table()}"
     print(table)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    (out / f"profile-{workload_id}.txt").write_text(table + "\n")
-    path = out / f"profile-{workload_id}.png"
-    profiling.plot_profile(workload_id, results, path)
-    print(f"\nthe table: {out / f'profile-{workload_id}.txt'}; stacked bars: {path}")
-    if pyinstrument:
-        _pyinstrument_profile(workload_id, out)
-    return results
+    (out / f"{stem}.txt").write_text(table + "\n")
+    result.plot(out / f"{stem}.png")
+    print(f"\nthe table: {out / f'{stem}.txt'}; stacked bars: {out / f'{stem}.png'}")
+    return out
 
 
 def load_data_file(path, target=None, delimiter=","):
@@ -206,13 +215,7 @@ def profile_data(path, target=None, kind="classifier", params=(), out_dir="repor
     if kind == "classifier" and np.issubdtype(y.dtype, np.floating) and (y == y.round()).all():
         y = y.astype(np.int64)  # class labels read from a numeric table
     result = fastmlp.profile(estimator, X, y, repeats=repeats)
-    print(result.table())
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    stem = f"profile-{Path(path).stem}"
-    (out / f"{stem}.txt").write_text(result.table() + "\n")
-    result.plot(out / f"{stem}.png")
-    print(f"\nthe table: {out / f'{stem}.txt'}; stacked bars: {out / f'{stem}.png'}")
+    _write_profile(result, out_dir, f"profile-{Path(path).stem}")
     return result
 
 
@@ -223,7 +226,8 @@ def _pyinstrument_profile(workload_id, out):
     except ImportError:
         print("--pyinstrument: pyinstrument is not installed (pip install pyinstrument)")
         return
-    from benchmarks.workloads import IMPLEMENTATIONS, WORKLOADS, load
+    from fastmlp.bench.implementations import IMPLEMENTATIONS
+    from fastmlp.bench.workloads import WORKLOADS, load
 
     workload = WORKLOADS[workload_id]
     name = "numba" if workload.solver == "gd" else "fastmlp MLPClassifier"
@@ -266,15 +270,21 @@ def main(argv=None):
     demo_parser.add_argument("--out", default="reports", help="folder for the picture")
     demo_parser.add_argument("--steps", type=int, default=200, help="gradient steps")
     demo_parser.add_argument("--seed", type=int, default=0, help="seed for init_weights")
-    bench_parser = commands.add_parser("bench", help="run the workloads and sweeps, write "
-                                       "BENCHMARKS.md and plots")
-    bench_parser.add_argument("--quick", action="store_true", help="fewer rounds and sizes")
-    bench_parser.add_argument("--out", default="reports", help="folder for the report")
+    bench_parser = commands.add_parser("bench", help="time the Numba engine and every "
+                                       "installed peer on the workloads; print the ratios")
+    bench_parser.add_argument("--quick", action="store_true",
+                              help="3 interleaved rounds instead of 10")
+    bench_parser.add_argument("--seconds", type=float, default=None, metavar="S",
+                              help="stop starting work after about S seconds: the workloads "
+                              "one after another, one unit of work a measurement, those "
+                              "not reached left out")
+    bench_parser.add_argument("--workloads", nargs="+", default=None, metavar="ID",
+                              help="the workloads to time (default: all)")
     profile_parser = commands.add_parser(
         "profile", help="where a fit's time goes: a named workload, or an estimator on "
         "your data file (--data)")
     profile_parser.add_argument("workload", nargs="?",
-                                help="W1, W2, W3, W4-float64, W4-float32 or W5")
+                                help="W1, W2, W3, W4-float64, W4-float32, W5 or W6")
     profile_parser.add_argument("--data", help="a CSV file with a header row, a 2-d .npy "
                                 "array, or an .npz with arrays X and y")
     profile_parser.add_argument("--target", help="the target column's name or index "
@@ -297,14 +307,21 @@ def main(argv=None):
             parser.error("--steps must be at least 2")
         demo(args.out, args.steps, args.seed)
     elif args.command == "bench":
-        bench(args.out, args.quick)
+        from fastmlp.bench.workloads import WORKLOADS
+
+        if args.seconds is not None and args.seconds <= 0:
+            parser.error("--seconds must be positive")
+        unknown = [wid for wid in args.workloads or () if wid not in WORKLOADS]
+        if unknown:
+            parser.error(f"unknown workload {unknown[0]!r}; choose from {', '.join(WORKLOADS)}")
+        bench(args.quick, args.seconds, args.workloads)
     elif args.data is not None:
         if args.workload is not None:
             parser.error("profile takes a workload or --data, not both")
         profile_data(args.data, args.target, "regressor" if args.regressor else "classifier",
                      args.param, args.out, args.repeats or 7)
     elif args.workload is None:
-        parser.error("profile needs a workload (W1 ... W5) or --data FILE")
+        parser.error("profile needs a workload (W1 ... W6) or --data FILE")
     else:
         profile(args.workload, args.out, args.repeats or 15, args.pyinstrument)
     return 0

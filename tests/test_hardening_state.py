@@ -10,9 +10,9 @@ import pytest
 from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
-from benchmarks import notebook_loop
 from conftest import relative_error
 from fastmlp import notebook
+from fastmlp.bench import notebook_loop
 
 BACKENDS = ["numba", "numpy"]
 

@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from benchmarks import notebook_loop
 from conftest import relative_error
 from fastmlp import notebook
+from fastmlp.bench import notebook_loop
 from fastmlp.cli import moons_data
 
 BACKENDS = ["numpy", "numba"]

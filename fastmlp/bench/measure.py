@@ -1,4 +1,4 @@
-"""Timing with interleaved repeats, shared by the target script and ``fastmlp bench``.
+"""Timing with interleaved repeats: ``python -m fastmlp bench`` and the repository's report.
 
 Every implementation set up on a workload is timed once per round, over at least
 ``MIN_TIMED_SECONDS`` of its units of work; rounds are interleaved so that drift on a
@@ -11,6 +11,9 @@ library runs. (On these virtual machines a thread pool left idle for a tenth of 
 wakes slowly for a while: a first epoch after a pause can take ten times as long as the
 next.) Implementations in ``ISOLATED`` run in a worker process of their own (driven round
 by round through a pipe), so their thread pools never share a process with ours.
+
+Importing this module sets glibc's allocator to keep freed memory (:func:`steady_allocator`)
+for the whole process: it is for processes that time things.
 """
 
 import ctypes
@@ -21,7 +24,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from benchmarks.workloads import IMPLEMENTATIONS, ISOLATED, Runner, Unavailable, load
+from fastmlp.bench.implementations import (
+    IMPLEMENTATIONS,
+    ISOLATED,
+    Runner,
+    Unavailable,
+    check_installed,
+)
+from fastmlp.bench.workloads import load
 
 SETTLE_SECONDS = 0.15
 #: Each timed measurement runs units of work for at least this long and reports their
@@ -153,7 +163,10 @@ class IsolatedRunners:
 
     def setup(self, key, workload, name, n_rows):
         self.connection.send(("setup", key, workload, name, n_rows))
-        status, detail = self.connection.recv()
+        try:
+            status, detail = self.connection.recv()
+        except (EOFError, OSError) as error:
+            raise Unavailable(f"its worker process stopped ({type(error).__name__})") from None
         if status != "ok":
             raise Unavailable(detail)
         return lambda min_seconds: self._run(key, min_seconds)
@@ -177,7 +190,7 @@ GEMM_SIZE = 2048
 
 
 def gemm_runner(dtype, size=GEMM_SIZE):
-    """A :class:`~benchmarks.workloads.Runner` of one ``size`` x ``size`` ``np.matmul``
+    """A :class:`~fastmlp.bench.implementations.Runner` of one ``size`` x ``size`` ``np.matmul``
     in ``dtype`` (on NumPy's BLAS threads): the machine's GEMM rate, timed in each round
     beside the implementations, so that the share of it an epoch reaches compares two
     times of the same round."""
@@ -187,15 +200,17 @@ def gemm_runner(dtype, size=GEMM_SIZE):
 
 
 def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
-            gemm_cases=(), min_seconds=MIN_TIMED_SECONDS):
+            gemm_cases=(), min_seconds=MIN_TIMED_SECONDS, deadline=None):
     """Time every implementation on every case, interleaved.
 
-    ``cases`` maps a label to a :class:`~benchmarks.workloads.Workload`. Each round
+    ``cases`` maps a label to a :class:`~fastmlp.bench.workloads.Workload`. Each round
     times each implementation once, over ``min_seconds`` of its units. Returns
     ``(timings, skipped)``: ``timings[label][implementation]`` is a :class:`Timing`,
     ``skipped[label][implementation]`` the reason it could not run. For the labels in
     ``gemm_cases`` the machine's GEMM in the workload's dtype is timed too, in every
     round, as ``timings[label][MACHINE_GEMM]`` (seconds per ``GEMM_SIZE`` product).
+    Given a ``deadline`` (a ``time.perf_counter()`` value), no round starts after it
+    (the first always runs): fewer than ``repeats`` rounds may be timed.
     """
     names = implementations or list(IMPLEMENTATIONS)
     isolated = None
@@ -209,6 +224,7 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
                 lambda seconds, gemm=gemm: _timed_after_warmup(gemm, seconds))
         for name in names:
             try:
+                check_installed(name)  # before starting a worker process for it
                 if name in ISOLATED:
                     isolated = isolated or IsolatedRunners()
                     timed_calls[(label, name)] = isolated.setup(
@@ -224,6 +240,8 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
     timings = {label: {} for label in cases}
     try:
         for round_index in range(repeats):
+            if round_index > 0 and deadline is not None and time.perf_counter() >= deadline:
+                break
             for (label, name), timed_call in timed_calls.items():
                 # The notebook loop takes about a second a step: a few rounds suffice.
                 if name == "notebook loop" and round_index >= max(3, repeats // 5):

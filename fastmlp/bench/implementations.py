@@ -1,12 +1,13 @@
-"""The standard workloads W1-W6 and every implementation that can run them.
+"""Every implementation that can run the standard workloads (:mod:`fastmlp.bench.workloads`).
 
-One table drives the benchmark suites (``benchmarks/test_bench_*.py``), the equivalence
-smoke test, the target script and ``python -m fastmlp bench``:
-``IMPLEMENTATIONS[name](workload, data)`` returns a :class:`Runner` whose ``run()`` does one
-unit of work (one gradient step for W1, one epoch otherwise), already warmed up so compile
-time stays out, or raises :class:`Unavailable` with the reason it cannot run.
+One table drives ``python -m fastmlp bench``, the repository's benchmark suites, its
+equivalence smoke test and its report: ``IMPLEMENTATIONS[name](workload, data)`` returns a
+:class:`Runner` whose ``run()`` does one unit of work (one gradient step for W1, one epoch
+otherwise), already warmed up so compile time stays out, or raises :class:`Unavailable`
+with the reason it cannot run (PyTorch where it is not installed, for one).
 """
 
+import importlib.util
 import os
 import warnings
 from collections.abc import Callable
@@ -15,32 +16,22 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse
 
+from fastmlp.bench.workloads import init_params, network_units, output_layer
+
 
 class Unavailable(Exception):
     """This implementation cannot run this workload (the message says why)."""
 
 
-@dataclass(frozen=True)
-class Workload:
-    id: str
-    name: str
-    data: str
-    hidden: tuple
-    activation: str
-    solver: str  # "gd" (full batch, W1), "adam" or "sgd"
-    batch_size: int  # 0: the whole training set
-    learning_rate: float
-    alpha: float = 1e-4
-    momentum: float = 0.9
-    nesterov: bool = True
-    dtype: str = "float64"
-    unit: str = "epoch"
-    rows: int | None = None  # keep only the first rows of the data (sweeps, smoke tests)
+#: The module each optional peer needs, and the reason given where it is not installed.
+OPTIONAL = {"pytorch": ("torch", "PyTorch is not installed (pip install torch)")}
 
-    def replace(self, **changes):
-        from dataclasses import replace
 
-        return replace(self, **changes)
+def check_installed(name):
+    """Raise :class:`Unavailable` where the optional peer ``name`` is not installed
+    (looked up without importing it)."""
+    if name in OPTIONAL and importlib.util.find_spec(OPTIONAL[name][0]) is None:
+        raise Unavailable(OPTIONAL[name][1])
 
 
 @dataclass
@@ -51,116 +42,6 @@ class Runner:
     predict: Callable[[np.ndarray], np.ndarray]  # class labels (indices) for rows of X
     layer_shapes: list  # (fan_in, fan_out) of each layer
     units_per_run: int = 1
-
-
-def _moons():
-    from fastmlp.cli import moons_data
-
-    X_train, _, y_train, _ = moons_data()
-    return X_train, y_train
-
-
-def _digits():
-    from sklearn.datasets import load_digits
-
-    X, y = load_digits(return_X_y=True)
-    return X / 16.0, y
-
-
-def _wide():
-    from sklearn.datasets import make_classification
-
-    return make_classification(
-        n_samples=20000, n_features=784, n_informative=50, n_classes=10, random_state=0
-    )
-
-
-def _deep_narrow():
-    from sklearn.datasets import make_classification
-
-    return make_classification(
-        n_samples=10000, n_features=20, n_informative=10, n_classes=3, random_state=0
-    )
-
-
-def _sparse_text():
-    """Bags of words: 10000 features, about 10 words a row (0.1 % of X nonzero, as a CSR
-    matrix), each row labelled with the first of its topics (10)."""
-    from sklearn.datasets import make_multilabel_classification
-
-    X, topics = make_multilabel_classification(
-        n_samples=20000, n_features=10000, n_classes=10, n_labels=1, length=10,
-        allow_unlabeled=False, sparse=True, return_indicator="dense", random_state=0,
-    )
-    return X, topics.argmax(axis=1)
-
-
-DATASETS = {"moons": _moons, "digits": _digits, "wide": _wide, "deep-narrow": _deep_narrow,
-            "sparse-text": _sparse_text}
-
-WORKLOADS = {
-    w.id: w
-    for w in [
-        Workload("W1", "moons-gd", "moons", (100,), "relu", "gd", 0, 0.1, alpha=0.0,
-                 unit="step"),
-        Workload("W2", "moons-adam", "moons", (100,), "relu", "adam", 200, 1e-3),
-        Workload("W3", "digits", "digits", (256, 128), "relu", "adam", 200, 1e-3),
-        Workload("W4-float64", "wide", "wide", (256,), "relu", "adam", 200, 1e-3),
-        Workload("W4-float32", "wide", "wide", (256,), "relu", "adam", 200, 1e-3,
-                 dtype="float32"),
-        Workload("W5", "deep-narrow", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd", 32,
-                 1e-3),
-        Workload("W6", "sparse-text", "sparse-text", (100,), "relu", "adam", 200, 1e-3),
-    ]
-}
-
-
-def load(workload, n_rows=None):
-    """The workload's training data in its dtype: X (a C-contiguous array, or a CSR
-    matrix for sparse data) and integer labels.
-
-    ``n_rows`` (or the workload's ``rows``) keeps only the first rows.
-    """
-    X, y = DATASETS[workload.data]()
-    n_rows = n_rows or workload.rows
-    if n_rows is not None:
-        X, y = X[:n_rows], y[:n_rows]
-    if scipy.sparse.issparse(X):
-        return X.astype(workload.dtype, copy=False), np.asarray(y)
-    return np.ascontiguousarray(X, dtype=workload.dtype), np.asarray(y)
-
-
-def output_layer(y):
-    """scikit-learn's output for these labels: (n_outputs, output function, targets)."""
-    classes = np.unique(y)
-    if len(classes) == 2:
-        return 1, "logistic", (y == classes[1]).astype(float).reshape(-1, 1)
-    return len(classes), "softmax", np.eye(len(classes))[np.searchsorted(classes, y)]
-
-
-def network_units(workload, X, y):
-    if workload.solver == "gd":  # the notebook's network: one softmax output per class
-        return [X.shape[1], *workload.hidden, len(np.unique(y))]
-    return [X.shape[1], *workload.hidden, output_layer(y)[0]]
-
-
-def useful_flops(workload, X, y):
-    """Floating-point operations of one unit of work: forward products, weight gradients
-    and backpropagation into every layer but the input (2 per multiply-add)."""
-    units = network_units(workload, X, y)
-    sizes = [a * b for a, b in zip(units[:-1], units[1:])]
-    return 2 * X.shape[0] * (2 * sum(sizes) + sum(sizes[1:]))
-
-
-def init_params(units, dtype, seed=0):
-    """Glorot-uniform weights as scikit-learn draws them (relu/tanh factor 6)."""
-    rng = np.random.RandomState(seed)
-    coefs, intercepts = [], []
-    for fan_in, fan_out in zip(units[:-1], units[1:]):
-        bound = np.sqrt(6.0 / (fan_in + fan_out))
-        coefs.append(rng.uniform(-bound, bound, (fan_in, fan_out)).astype(dtype))
-        intercepts.append(rng.uniform(-bound, bound, fan_out).astype(dtype))
-    return coefs, intercepts
 
 
 def _shapes(units):
@@ -212,7 +93,7 @@ def notebook_loop(workload, data):
     """The notebook's per-example algorithm (W1 only)."""
     if workload.solver != "gd":
         raise Unavailable("the notebook's loop only does full-batch gradient ascent (W1)")
-    from benchmarks import notebook_loop as loop
+    from fastmlp.bench import notebook_loop as loop
 
     return _notebook_runner(workload, data, loop.gradient_step)
 
@@ -352,10 +233,8 @@ def fastmlp_estimator(workload, data):
 
 def pytorch(workload, data):
     """PyTorch on the CPU: the same network, optimizer settings and batch size."""
-    try:
-        import torch
-    except ImportError:
-        raise Unavailable("PyTorch is not installed (pip install torch)") from None
+    check_installed("pytorch")
+    import torch
 
     X, y = data
     if scipy.sparse.issparse(X):
@@ -425,14 +304,3 @@ IMPLEMENTATIONS = {
 #: Implementations whose rounds run in a worker process of their own: their thread pools
 #: keep spinning after each call and would slow whatever runs next in the same process.
 ISOLATED = ("pytorch",)
-
-#: Targets of benchmarks/WORKLOADS.md: (workload, baseline implementation, minimum ratio).
-TARGETS = [
-    ("W1", "notebook loop", 300), ("W1", "numpy reference", 20), ("W1", "pytorch", 10),
-    ("W2", "scikit-learn", 20), ("W2", "pytorch", 20),
-    ("W3", "scikit-learn", 3), ("W3", "pytorch", 2),
-    ("W4-float64", "scikit-learn", 2), ("W4-float64", "pytorch", 1.1),
-    ("W4-float32", "pytorch", 1.1),
-    ("W5", "scikit-learn", 5), ("W5", "pytorch", 5),
-    ("W6", "scikit-learn", 5),
-]
