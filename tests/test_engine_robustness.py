@@ -14,7 +14,7 @@ from sklearn.exceptions import ConvergenceWarning
 import fastmlp
 from conftest import relative_error
 from fastmlp import kernels, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _api
+from fastmlp.kernels import FlatNetwork, Trainer, _api, _buffers
 
 two_threads = pytest.mark.skipif(
     config.NUMBA_NUM_THREADS < 2, reason="needs at least 2 Numba threads"
@@ -143,7 +143,7 @@ def test_buffers_stay_bounded_over_many_batch_sizes():
         trainer.batch_size = size
         trainer.run_epochs(Xc, Yc, no_weights, np.arange(600), 1e-3)
     largest = kernels.plan(network.units, 600, None, None)
-    alone = _api.Workspace(network, largest, 2, batch_rows=600)
+    alone = _buffers.Workspace(network, largest, 2, batch_rows=600)
     assert buffer_bytes(trainer._workspace) <= buffer_bytes(alone)
     assert trainer._workspace.scratch.shape[1] < 64  # a cache line's worth: no products
 

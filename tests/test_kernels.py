@@ -17,7 +17,7 @@ from conftest import (
     relative_error,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _api, _layers, _math, _random, _shallow
+from fastmlp.kernels import FlatNetwork, Trainer, _api, _buffers, _layers, _math, _random, _shallow
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -360,7 +360,7 @@ from test_kernels import make_problem, train_copy
 for units in ([10, 64, 32, 3], [10, 16, 3]):
     coefs, intercepts, X, Y, _ = make_problem(9, units, 1000, "softmax")
     network = kernels.FlatNetwork.from_arrays(coefs, intercepts)
-    assert kernels.plan(network.units, 200, 3).n_chunks == kernels._api.CHUNKS
+    assert kernels.plan(network.units, 200, 3).n_chunks == kernels._planner.CHUNKS
     for solver in ("sgd", "adam"):
         for n_threads in (3, 2, 1, None):
             theta = train_copy(network, X, Y, n_threads=n_threads, solver=solver)
@@ -457,13 +457,13 @@ def test_a_team_steps_alike_with_copies_of_the_weights_or_slices_of_them(solver,
     """Two threads step copies of their own of a small network's weights, or slices of a
     larger one's (``_training.train_epochs_parallel``): the same weights either way, to
     the bit, and those of one thread working both chunks."""
-    from fastmlp.kernels import _api, _team
+    from fastmlp.kernels import _planner, _team
 
     coefs, intercepts, X, Y, _ = make_problem(4, [10, 64, 32, 3], 1000, "softmax")
     network = FlatNetwork.from_arrays(coefs, intercepts)
     runs = {}
     for name, largest in (("copies", 10**9), ("slices", 0)):
-        monkeypatch.setattr(_api, "REPLICATED_STEP_MAX_PARAMS", largest)
+        monkeypatch.setattr(_planner, "REPLICATED_STEP_MAX_PARAMS", largest)
         assert kernels.plan(network.units, 200, 2).replicated_step == (name == "copies")
         runs[name] = train_in_team(network, X, Y, solver, n_threads=2)
         assert runs[name][4][_team.MODE] == _team.TEAM  # the threads met: a team ran
@@ -614,7 +614,7 @@ def test_buffers_start_cache_lines(units):
                        *work.state_copies):
             arrays.extend(buffer)
         for array in arrays:
-            assert array.ctypes.data % _api.CACHE_LINE == 0
+            assert array.ctypes.data % _buffers.CACHE_LINE == 0
 
     coefs, intercepts, X, Y, _ = make_problem(23, units, 400, "softmax")
     trainer = Trainer(FlatNetwork.from_arrays(coefs, intercepts), "relu", "softmax",

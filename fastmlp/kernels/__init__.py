@@ -12,15 +12,14 @@ other modules, which inline it, are compiled afresh.
 
 from fastmlp.kernels._threads import parallel_section, resolve_n_threads  # noqa: I001
 from fastmlp.kernels._api import (
-    FlatNetwork,
-    Plan,
     Trainer,
     TrainingInterrupted,
     loss_and_gradients,
-    plan,
     predict,
     warmup,
 )
+from fastmlp.kernels._buffers import FlatNetwork
+from fastmlp.kernels._planner import Plan, plan
 
 __all__ = [
     "FlatNetwork",

@@ -29,6 +29,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from fastmlp.kernels._data import Data, is_sparse
 from fastmlp.kernels._math import (
     FASTMATH,
     activate,
@@ -37,19 +38,7 @@ from fastmlp.kernels._math import (
     scale_by_derivative,
 )
 from fastmlp.kernels._sparse import sparse_forward, sparse_gradient
-from fastmlp.kernels._structs import (
-    flag,
-    flags,
-    int32s,
-    int64,
-    int64s,
-    make,
-    numba_type,
-    read_only,
-    real,
-    real_rows,
-    reals,
-)
+from fastmlp.kernels._structs import flag, flags, int64, int64s, make, numba_type, real, reals
 
 #: How far a profiling run goes (``fastmlp profile``): gather the batch's rows only, then
 #: also the forward pass, then also the backward pass; training runs all and updates.
@@ -59,24 +48,10 @@ PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
 #: the gradient: a loop over 1 or 2 outputs cannot vectorize, one over the inputs can.
 NARROW_OUTPUTS = 8
 
-class Data(NamedTuple):
-    """What a kernel reads of the data, in one argument (built, and checked against the
-    network, by ``fastmlp.kernels._api._kernel_data``). All but ``order`` are read-only,
-    so its type is the same whatever the caller's arrays allow."""
-
-    X: read_only(real_rows)  # (n_rows, n_features), dense; 0 rows when X is sparse
-    Y: read_only(real_rows)  # the targets; 0 rows: a forward pass only
-    sample_weight: read_only(reals)  # empty for unit weights
-    order: int64s  # the rows that a kernel's positions stand for (shuffled between epochs)
-    X_data: read_only(reals)  # a sparse X's CSR arrays (all three empty when X is dense):
-    X_indices: read_only(int32s)  # its column indices,
-    X_indptr: read_only(int64s)  # and its row pointers
-
-
 class Network(NamedTuple):
     """The network as a tile kernel runs it, in one argument: its weights and their
-    layout (a :class:`~fastmlp.kernels._api.FlatNetwork`), its activations, and how the
-    plan runs it (:func:`~fastmlp.kernels._api.plan`). Built by :meth:`of`."""
+    layout (a :class:`~fastmlp.kernels._buffers.FlatNetwork`), its activations, and how
+    the plan runs it (:func:`~fastmlp.kernels._planner.plan`). Built by :meth:`of`."""
 
     theta: reals  # the weights, in scikit-learn's _pack order (see above)
     units: int64s  # the layers' widths, inputs first
@@ -89,8 +64,8 @@ class Network(NamedTuple):
 
     @classmethod
     def of(cls, network, run_plan, hidden, output):
-        """A :class:`~fastmlp.kernels._api.FlatNetwork` with activation codes ``hidden``
-        and ``output``, run as ``run_plan`` says."""
+        """A :class:`~fastmlp.kernels._buffers.FlatNetwork` with activation codes
+        ``hidden`` and ``output``, run as ``run_plan`` says."""
         return make(
             cls, network.dtype, theta=network.theta, units=network.units,
             coef_off=network.coef_off, int_off=network.int_off, use_blas=run_plan.use_blas,
@@ -102,12 +77,6 @@ class Network(NamedTuple):
 def with_weights(network, theta):
     """``network`` with the weights ``theta`` (a copy of its own, of the same layout)."""
     return Network(theta, *network[1:])
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def is_sparse(data):
-    """Whether X is given as CSR rows (a CSR matrix has n_rows + 1 row pointers)."""
-    return data.X_indptr.shape[0] > 0
 
 
 @njit(cache=True, error_model="numpy")

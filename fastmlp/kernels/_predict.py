@@ -23,13 +23,13 @@ caller goes through scikit-learn's validation for its error message.
 import numpy as np
 from numba import njit, prange
 
-from fastmlp.kernels._api import (
+from fastmlp.kernels._layers import NARROW_OUTPUTS, _dense_loops, _dense_narrow, _transpose
+from fastmlp.kernels._math import FASTMATH, activate, output_activate
+from fastmlp.kernels._planner import (
     BLAS_MIN_WEIGHTS,
     BLAS_MIN_WEIGHTS_IN_BLAS_PLAN,
     BLAS_TILE_ROWS,
 )
-from fastmlp.kernels._layers import NARROW_OUTPUTS, _dense_loops, _dense_narrow, _transpose
-from fastmlp.kernels._math import FASTMATH, activate, output_activate
 from fastmlp.kernels._threads import parallel_regions_allowed, parallel_section
 
 #: Rows per tile where every product runs on the loops: each layer's tile of values

@@ -16,7 +16,9 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit, prange
 
-from fastmlp.kernels._layers import PHASE_UPDATE, Data, Network, with_weights
+from fastmlp.kernels._buffers import Buffers
+from fastmlp.kernels._data import Data
+from fastmlp.kernels._layers import PHASE_UPDATE, Network, with_weights
 from fastmlp.kernels._math import quotient
 from fastmlp.kernels._random import shuffle
 from fastmlp.kernels._structs import (
@@ -495,9 +497,7 @@ def _member_epochs(member, tile_kernel, step_kernel, network, data, optimizer, b
 
 def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
     """The one signature :func:`_member_epochs` is compiled for in ``dtype``, given the
-    types of the kernels it calls and the type of the workspace's buffers."""
-    from fastmlp.kernels._api import Buffers
-
+    types of the kernels it calls."""
     return int64(dtype)(
         int64(dtype), tile_kernel_type, step_kernel_type, numba_type(Network, dtype),
         numba_type(Data, dtype), numba_type(Optimizer, dtype), numba_type(Buffers, dtype),
