@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import targets
+from benchmarks import bench_predict, targets
 from benchmarks.sweeps import run_sweeps
 from fastmlp.bench.measure import (
     GEMM_SIZE,
@@ -167,6 +167,11 @@ def run(out_dir="reports", quick=False, log=print):
     rows = targets.target_rows(timings, targets.useful_flops_of(list(cases)))
     log("sweeps")
     sweeps = run_sweeps(quick, repeats=2 if quick else 5, progress=lambda n: log(f"  {n}"))
+    log("predict (workload P)")
+    predicted = []
+    for network in bench_predict.NETWORKS:
+        predicted += bench_predict.measure(network, rounds=3 if quick else 5,
+                                           seconds=0.3 if quick else 0.5)
     log("compile times and memory (fresh processes)")
     rows += targets.subprocess_rows(targets.compile_times(), targets.fit_memory())
 
@@ -221,6 +226,17 @@ def run(out_dir="reports", quick=False, log=print):
         "dtype, timed in every round: the rate the GEMM target compares W4's epoch with.",
         "",
         targets.format_timings(timings, skipped),
+        "",
+        "## Predict (workload P)",
+        "",
+        "`predict_proba` of W2's and W4's networks, fastmlp against scikit-learn's "
+        "estimator with the same weights and an ONNX Runtime session of "
+        "`fastmlp.to_onnx` (when installed), float64, from `python -m "
+        "benchmarks.bench_predict` (rotating rounds; the ratio is the median over rounds "
+        "of the other's time over fastmlp's; peak memory is NumPy's allocations during one "
+        "call, which ONNX Runtime's are not).",
+        "",
+        bench_predict.table(predicted),
         "",
         "## Scaling",
         "",
