@@ -2,7 +2,7 @@
 
 Each entry names a function, gives the integer code the Numba kernels dispatch on, and
 gives the NumPy form that the reference engine uses. The kernels implement the same
-functions on scalars, keyed by the same codes (``fastmlp/kernels/_math.py``); the
+functions on scalars, keyed by the same codes (``fastmlp/kernels/_activations.py``); the
 equivalence tests pin the two together.
 
 Derivatives take both the pre-activation ``z`` and the activation ``a = f(z)``:

@@ -181,7 +181,7 @@ def assert_same_value(ours, theirs, rtol, context):
 
 
 def _kernel_loss_left_finite(ours, theirs):
-    """The one known mismatch, in the Numba kernels' losses (``kernels/_math.py``): where
+    """The one known mismatch, in the Numba kernels' losses (``kernels/_activations.py``): where
     the forward pass gave NaN or infinite outputs, or a Poisson output underflowed to 0,
     scikit-learn's loss is NaN or inf (NumPy's clip keeps a NaN probability, and
     ``xlogy(0, nan)`` is NaN), while the kernels' stays finite (a NaN probability clipped

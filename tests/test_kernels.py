@@ -17,7 +17,17 @@ from conftest import (
     relative_error,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _api, _buffers, _layers, _math, _random, _shallow
+from fastmlp.kernels import (
+    FlatNetwork,
+    Trainer,
+    _activations,
+    _api,
+    _buffers,
+    _layers,
+    _math,
+    _random,
+    _shallow,
+)
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -190,8 +200,8 @@ def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
     for n_in in range(1, _shallow.SHALLOW_MAX_INPUTS + 1):
         for n_out in range(1, _shallow.SHALLOW_MAX_OUTPUTS + 1):
             units = [n_in, 37, n_out]
-            assert _shallow.is_shallow(units, _math.RELU)
-            assert kernels.plan(units, 1100, n_threads, _math.RELU).tile * n_threads < 1100
+            assert _shallow.is_shallow(units, _activations.RELU)
+            assert kernels.plan(units, 1100, n_threads, _activations.RELU).tile * n_threads < 1100
             outputs = [out for out in ALL_OUTPUTS if n_out > 1 or out != "softmax"]
             turn = 2 * (n_in - 1)
             for output in (outputs[turn % len(outputs)], outputs[(turn + 1) % len(outputs)]):
@@ -780,14 +790,14 @@ def test_tanh_is_numpys(dtype, rng):
     ]).astype(dtype)
     z = z[np.isfinite(z)].reshape(-1, 1)
     out = np.empty_like(z)
-    _math.activate(_math.TANH, z, out, z.shape[0])
+    _activations.activate(_activations.TANH, z, out, z.shape[0])
     expected = np.tanh(z.astype(np.float64))
     assert out.dtype == dtype
     np.testing.assert_allclose(out, expected, rtol=2 * np.finfo(dtype).eps, atol=0)
 
     specials = np.array([[np.nan], [np.inf], [-np.inf], [-0.0]], dtype=dtype)
     out = np.empty_like(specials)
-    _math.activate(_math.TANH, specials, out, 4)
+    _activations.activate(_activations.TANH, specials, out, 4)
     np.testing.assert_array_equal(out.ravel(), [np.nan, 1.0, -1.0, 0.0])
 
 
@@ -831,8 +841,8 @@ def test_gelu_keeps_its_digits_where_tanh_nears_minus_one(dtype):
     s, one_minus_s = 1 / (1 + np.exp(-2 * u)), 1 / (1 + np.exp(2 * u))
     slope = 2 * z64 * s * one_minus_s * np.sqrt(2 / np.pi) * (1 + 3 * 0.044715 * z64**2)
     a, d = np.empty_like(z), np.ones_like(z)
-    _math.activate(_math.GELU, z, a, z.shape[0])
-    _math.scale_by_derivative(_math.GELU, z, a, d, z.shape[0])
+    _activations.activate(_activations.GELU, z, a, z.shape[0])
+    _activations.scale_by_derivative(_activations.GELU, z, a, d, z.shape[0])
     bound = 64 * np.finfo(dtype).eps
     assert np.all(np.abs(a - z64 * s) <= bound * np.abs(z64 * s))
     assert np.all(np.abs(d - (s + slope)) <= bound * (np.abs(s) + np.abs(slope)))

@@ -382,10 +382,10 @@ def _compiled_signatures():
     """How many signatures each of the engine's kernels has compiled (or loaded)."""
     from numba.core.registry import CPUDispatcher
 
-    from fastmlp.kernels import _math, _sparse
+    from fastmlp.kernels import _activations, _math, _sparse
 
     counts = {}
-    for module in (_layers, _training, _random, _sparse, _math, _team):
+    for module in (_layers, _training, _random, _sparse, _math, _activations, _team):
         for name, value in vars(module).items():
             if isinstance(value, CPUDispatcher) and value.__module__ == module.__name__:
                 counts[f"{module.__name__.rsplit('.', 1)[-1]}.{name}"] = len(value.signatures)

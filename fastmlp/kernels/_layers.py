@@ -29,14 +29,14 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fastmlp.kernels._data import Data, is_sparse
-from fastmlp.kernels._math import (
-    FASTMATH,
+from fastmlp.kernels._activations import (
     activate,
     output_activate,
     output_loss_and_delta,
     scale_by_derivative,
 )
+from fastmlp.kernels._data import Data, is_sparse
+from fastmlp.kernels._math import FASTMATH
 from fastmlp.kernels._sparse import sparse_forward, sparse_gradient
 from fastmlp.kernels._structs import flag, flags, int64, int64s, make, numba_type, real, reals
 

@@ -23,8 +23,9 @@ caller goes through scikit-learn's validation for its error message.
 import numpy as np
 from numba import njit, prange
 
+from fastmlp.kernels._activations import activate, output_activate
 from fastmlp.kernels._layers import NARROW_OUTPUTS, _dense_loops, _dense_narrow, _transpose
-from fastmlp.kernels._math import FASTMATH, activate, output_activate
+from fastmlp.kernels._math import FASTMATH
 from fastmlp.kernels._planner import (
     BLAS_MIN_WEIGHTS,
     BLAS_MIN_WEIGHTS_IN_BLAS_PLAN,

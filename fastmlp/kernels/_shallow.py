@@ -18,15 +18,7 @@ import functools
 
 from numba import njit
 
-from fastmlp.kernels._layers import (
-    PHASE_FORWARD,
-    PHASE_GATHER,
-    _block,
-    _transpose,
-    layer_offsets,
-)
-from fastmlp.kernels._math import (
-    FASTMATH,
+from fastmlp.kernels._activations import (
     OUT_EXP,
     OUT_LOGISTIC,
     OUT_SOFTMAX,
@@ -40,6 +32,14 @@ from fastmlp.kernels._math import (
     softmax_rows,
     squared_loss_and_delta,
 )
+from fastmlp.kernels._layers import (
+    PHASE_FORWARD,
+    PHASE_GATHER,
+    _block,
+    _transpose,
+    layer_offsets,
+)
+from fastmlp.kernels._math import FASTMATH
 
 SHALLOW_MAX_INPUTS = 4
 SHALLOW_MAX_OUTPUTS = 2
