@@ -32,3 +32,32 @@ def test_implementations_train_the_same_model(workload_id):
         assert accuracy >= min(chance + 0.15, 0.95), (name, accuracy, chance)
         trained.append(name)
     assert "numba" in trained and "numpy reference" in trained
+
+
+#: The peers that start from the shared initial weights and batch order, and the
+#: implementation each is checked against (the notebook's loop for W1's step).
+SAME_START = ("jax", "torch.compile")
+DENSE = [wid for wid in WORKLOADS if wid != "W6"]
+
+
+@pytest.mark.parametrize("peer", SAME_START)
+@pytest.mark.parametrize("workload_id", DENSE)
+def test_peers_train_the_same_weights(workload_id, peer):
+    """From the same initial weights and batch order, one epoch (W1: one step) of the
+    peer gives the NumPy reference's weights, which are scikit-learn's and fastmlp's
+    (tests/), to 1e-10 relative in float64 (1e-4 in float32)."""
+    workload = WORKLOADS[workload_id]
+    X, y = load(workload, SMOKE_ROWS)
+    try:
+        runner = IMPLEMENTATIONS[peer](workload, (X, y))
+    except Unavailable as reason:
+        pytest.skip(str(reason))
+    baseline = "notebook loop" if workload.solver == "gd" else "numpy reference"
+    reference = IMPLEMENTATIONS[baseline](workload, (X, y))
+    runner.run()
+    reference.run()
+    rtol = 1e-10 if workload.dtype == "float64" else 1e-4
+    for ours, theirs in zip(runner.params(), reference.params(), strict=True):
+        assert ours.dtype == theirs.dtype
+        np.testing.assert_allclose(ours, theirs, rtol=rtol,
+                                   atol=rtol * np.abs(theirs).max())
