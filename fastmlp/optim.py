@@ -3,7 +3,7 @@
 These work on lists of NumPy arrays (the coefs and intercepts) and update them in place,
 exactly as ``sklearn/neural_network/_stochastic_optimizers.py`` does. The Numba engine's
 whole-epoch kernels implement the same per-batch updates on a flat vector
-(``fastmlp/kernels/_training.py``); ``tests/test_kernels.py`` pins the two together.
+(``fastmlp/kernels/_optimizers.py``); ``tests/test_kernels.py`` pins the two together.
 The learning-rate schedules act between epochs and are shared by both engines.
 """
 

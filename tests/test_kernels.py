@@ -272,7 +272,7 @@ def test_whole_epoch_training_equals_reference_steps(solver, weighted, units):
 def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients, rng):
     """The step divides by the batch's weight sum as scikit-learn does (by its
     reciprocal, see _math.quotient): the same bits, for gradients of any size."""
-    from fastmlp.kernels import _training
+    from fastmlp.kernels import _optimizers
 
     settings = SOLVERS[solver]
     n_coefs, n_params = 900, 1000
@@ -302,10 +302,10 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients,
         expected_1[:] = momentum * state_1 - learning_rate * g
         update = momentum * expected_1 - learning_rate * g if settings["nesterov"] else expected_1
         expected_theta += update
-    step = _training.FINISH_AND_STEP[_training.ADAM if is_adam else _training.SGD]
-    optimizer = _training.Optimizer(
+    step = _optimizers.FINISH_AND_STEP[_optimizers.ADAM if is_adam else _optimizers.SGD]
+    optimizer = _optimizers.Optimizer(
         state_1=state_1, state_2=state_2 if is_adam else state_2[:0],
-        solver=_training.ADAM if is_adam else _training.SGD, adam_step=0,
+        solver=_optimizers.ADAM if is_adam else _optimizers.SGD, adam_step=0,
         learning_rate=learning_rate, alpha=alpha, momentum=t(0.9),
         nesterov=settings.get("nesterov", False), beta_1=t(0.9), beta_2=t(0.999),
         epsilon=t(1e-8),
@@ -465,7 +465,7 @@ def train_in_team(network, X, Y, solver, n_threads):
 @pytest.mark.parametrize("solver", ["sgd", "adam"])
 def test_a_team_steps_alike_with_copies_of_the_weights_or_slices_of_them(solver, monkeypatch):
     """Two threads step copies of their own of a small network's weights, or slices of a
-    larger one's (``_training.train_epochs_parallel``): the same weights either way, to
+    larger one's (``_epochs.train_epochs_parallel``): the same weights either way, to
     the bit, and those of one thread working both chunks."""
     from fastmlp.kernels import _planner, _team
 
@@ -744,14 +744,14 @@ def test_run_epochs_shuffles_before_each_epoch_as_numpy(generator):
 
 
 def test_warmup_compiles_and_runs():
-    from fastmlp.kernels import _training
+    from fastmlp.kernels import _epochs, _optimizers
 
     report = fastmlp.warmup(dtypes=("float64",))
     assert list(report) == ["float64"] and report["float64"]["seconds"] >= 0
     assert fastmlp.warmup(dtypes=("float64",))["float64"]["kernels"] == []  # all ready
-    compiled = [_training.train_epochs_alone, *_training.FINISH_AND_STEP.values()]
+    compiled = [_epochs.train_epochs_alone, *_optimizers.FINISH_AND_STEP.values()]
     if config.NUMBA_NUM_THREADS >= 2:
-        compiled += [_training.train_epochs_parallel]
+        compiled += [_epochs.train_epochs_parallel]
     for kernel in compiled if not config.DISABLE_JIT else []:
         assert kernel.signatures, kernel.__name__
 
@@ -763,12 +763,12 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
     would link a copy of their code into every loop, and double a first fit's compile."""
     from numba import njit
 
-    from fastmlp.kernels import _training
+    from fastmlp.kernels import _epochs
 
     fastmlp.warmup(dtypes=("float64",))
-    loops = [_training.train_epochs_alone, _layers.forward_rows]
+    loops = [_epochs.train_epochs_alone, _layers.forward_rows]
     if config.NUMBA_NUM_THREADS >= 2:  # the team's region, and each member's epochs
-        loops += [_training.train_epochs_parallel, _training._member_epochs]
+        loops += [_epochs.train_epochs_parallel, _epochs._member_epochs]
     for loop in loops:
         # Compiled afresh (not loaded from the cache), so that its LLVM IR is at hand,
         # with the IR of every kernel it calls directly (the parallel regions included).
@@ -776,7 +776,7 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
         fresh.compile(loop.signatures[0])
         code = fresh.inspect_llvm(loop.signatures[0])
         assert "tile_gradient" not in code and "finish_and_step" not in code
-        assert loop is _training._member_epochs or "_member_epochs" not in code
+        assert loop is _epochs._member_epochs or "_member_epochs" not in code
         assert loop.__name__ in code.split("define", 2)[1]  # the IR is the loop's own
 
 

@@ -3,7 +3,8 @@
 The public functions here take validated NumPy inputs (X dense, or a SciPy sparse matrix,
 which runs as CSR rows and is never densified: ``_sparse``), pack the network into one flat
 parameter vector (:class:`FlatNetwork`), choose how to run each layer (:func:`plan`) and
-call the compiled kernels in ``_layers`` and ``_training``.
+call the compiled kernels: a tile's passes in ``_layers``, the optimizer steps in
+``_optimizers``, the batches and epochs in ``_epochs``.
 
 The kernels are cached on disk by Numba, keyed by each function's own source file: after
 editing one kernel module, delete the ``__pycache__`` folders here so that kernels in the

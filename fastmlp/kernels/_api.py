@@ -11,7 +11,7 @@ import numpy as np
 from numba import config
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
-from fastmlp.kernels import _layers, _random, _shallow, _team, _training
+from fastmlp.kernels import _epochs, _layers, _optimizers, _random, _shallow, _team
 from fastmlp.kernels._buffers import FlatNetwork, Workspace, aligned_copy, aligned_zeros
 from fastmlp.kernels._calls import CompiledKernel, pointer_type
 from fastmlp.kernels._data import Data, empty_weights, kernel_arrays, kernel_X, nonzeros_per_row
@@ -50,20 +50,20 @@ def _tile_kernel_for(network, hidden, output, sparse=False):
 @functools.cache
 def _step_kernel(dtype, solver):
     return CompiledKernel(
-        _training.FINISH_AND_STEP[solver], _training.finish_and_step_signature(dtype)
+        _optimizers.FINISH_AND_STEP[solver], _optimizers.finish_and_step_signature(dtype)
     )
 
 
 @functools.cache
 def _member_kernel(dtype):
     if config.DISABLE_JIT:  # called as Python: no signature
-        return CompiledKernel(_training._member_epochs, None)
-    signature = _training.member_epochs_signature(
+        return CompiledKernel(_epochs._member_epochs, None)
+    signature = _epochs.member_epochs_signature(
         dtype,
         pointer_type(_layers.tile_gradient_signature(dtype)),
-        pointer_type(_training.finish_and_step_signature(dtype)),
+        pointer_type(_optimizers.finish_and_step_signature(dtype)),
     )
-    return CompiledKernel(_training._member_epochs, signature)
+    return CompiledKernel(_epochs._member_epochs, signature)
 
 
 def _codes(activation, output):
@@ -72,8 +72,8 @@ def _codes(activation, output):
 
 def _batch_gradient(run_plan):
     if run_plan.parallel:
-        return _training.batch_gradient_parallel
-    return _training.batch_gradient_serial
+        return _epochs.batch_gradient_parallel
+    return _epochs.batch_gradient_serial
 
 
 def loss_and_gradients(
@@ -109,7 +109,7 @@ def loss_and_gradients(
             if total is not grad:
                 total += grad
     weight_sum = dtype.type(n) if sample_weight.size == 0 else sample_weight.sum()
-    penalty = _training.finish_gradient(
+    penalty = _optimizers.finish_gradient(
         total, network.theta, network.int_off[0], dtype.type(alpha), weight_sum
     )
     loss = data_loss / weight_sum + penalty
@@ -338,7 +338,7 @@ class Trainer:
     def _call(self, data, shuffle_state, learning_rate, batch_size, first_row, stop_row,
               epoch_sums, last_phase):
         """One engine call: ``len(epoch_sums)`` epochs over rows ``first_row`` to
-        ``stop_row`` of ``data.order`` (see ``_training._member_epochs``)."""
+        ``stop_row`` of ``data.order`` (see ``_epochs._member_epochs``)."""
         nonzeros = nonzeros_per_row(data)
         run_plan, work, choice, kernel_network, tile_kernel = self._run_for(batch_size, nonzeros)
         network = self.network
@@ -346,9 +346,9 @@ class Trainer:
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
         team_size = _team_size(run_plan, n_threads)
-        driver = _training.train_epochs_parallel if team_size > 1 else (
-            _training.train_epochs_alone)
-        epochs = _training.Epochs(
+        driver = _epochs.train_epochs_parallel if team_size > 1 else (
+            _epochs.train_epochs_alone)
+        epochs = _epochs.Epochs(
             batch_size=batch_size, first_row=first_row, stop_row=stop_row,
             shuffle_state=shuffle_state, losses=epoch_sums, last_phase=last_phase,
             team_size=team_size,
@@ -356,7 +356,7 @@ class Trainer:
         started = time.perf_counter()
         with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
             work.sync[:] = 0
-            optimizer = _training.Optimizer.of(self, learning_rate)  # (its step count too)
+            optimizer = _optimizers.Optimizer.of(self, learning_rate)  # (its step count too)
             self.adam_step = driver(
                 _member_kernel(network.dtype), tile_kernel,
                 _step_kernel(network.dtype, optimizer.solver), kernel_network, data, optimizer,
@@ -385,7 +385,7 @@ def _compiled_signatures():
     from fastmlp.kernels import _activations, _math, _sparse
 
     counts = {}
-    for module in (_layers, _training, _random, _sparse, _math, _activations, _team):
+    for module in (_layers, _epochs, _optimizers, _random, _sparse, _math, _activations, _team):
         for name, value in vars(module).items():
             if isinstance(value, CPUDispatcher) and value.__module__ == module.__name__:
                 counts[f"{module.__name__.rsplit('.', 1)[-1]}.{name}"] = len(value.signatures)

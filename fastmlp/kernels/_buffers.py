@@ -128,7 +128,7 @@ class Buffers(NamedTuple):
 class Workspace:
     """Buffers for one network and plan, made once and reused for every batch.
 
-    A parallel plan's team (``_training.train_epochs_parallel``) also gets the place it
+    A parallel plan's team (``_epochs.train_epochs_parallel``) also gets the place it
     meets (``sync``) and, where each thread steps weights of its own, those copies and
     a second gradient buffer per chunk. ``tile`` and ``scratch_size`` make room for
     other plans of the same chunks too (see :meth:`fits`): a trainer keeps one workspace

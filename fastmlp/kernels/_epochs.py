@@ -1,4 +1,5 @@
-"""Batch gradients (serial and parallel), optimizer updates and whole-epoch training.
+"""Batch gradients (serial and parallel) and whole-epoch training, one optimizer step
+(``_optimizers``) per batch.
 
 A batch is split into ``n_chunks`` contiguous row ranges; each chunk is worked tile by
 tile into its own gradient buffer, and the buffers are summed in chunk order. The split
@@ -13,66 +14,15 @@ gradients are distinct functions rather than one function compiled twice.
 
 from typing import NamedTuple
 
-import numpy as np
 from numba import njit, prange
 
 from fastmlp.kernels._buffers import Buffers
 from fastmlp.kernels._data import Data
 from fastmlp.kernels._layers import PHASE_UPDATE, Network, with_weights
-from fastmlp.kernels._math import quotient
+from fastmlp.kernels._optimizers import Optimizer, next_step, region, with_state
 from fastmlp.kernels._random import shuffle
-from fastmlp.kernels._structs import (
-    flag,
-    float64s,
-    int64,
-    make,
-    numba_type,
-    real,
-    reals,
-    words,
-)
+from fastmlp.kernels._structs import float64s, int64, numba_type, words
 from fastmlp.kernels._team import RESULT, barrier, join
-
-SGD = 0
-ADAM = 1
-#: The code of each solver's name.
-SOLVERS = {"sgd": SGD, "adam": ADAM}
-
-
-class Optimizer(NamedTuple):
-    """An optimizer's state and settings, in one argument: what the epochs and the steps
-    read of it. Built by :meth:`of`."""
-
-    state_1: reals  # SGD's velocities, or Adam's first moments: one per parameter
-    state_2: reals  # Adam's second moments (empty for SGD)
-    solver: int64  # SGD or ADAM
-    adam_step: int64  # Adam's steps taken before the call
-    learning_rate: real
-    alpha: real  # the L2 penalty
-    momentum: real  # (SGD)
-    nesterov: flag  # (SGD)
-    beta_1: real  # (Adam)
-    beta_2: real  # (Adam)
-    epsilon: real  # (Adam)
-
-    @classmethod
-    def of(cls, trainer, learning_rate):
-        """The optimizer of a :class:`~fastmlp.kernels._api.Trainer` (its settings and
-        state are its attributes of the same names) for a call at ``learning_rate``."""
-        return make(cls, trainer.network.dtype, **{
-            **vars(trainer), "solver": SOLVERS[trainer.solver], "learning_rate": learning_rate})
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def with_state(optimizer, state_1, state_2):
-    """``optimizer`` with the state ``state_1`` and ``state_2`` (a slice or a copy)."""
-    return Optimizer(state_1, state_2, *optimizer[2:])
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _region(optimizer, lo, hi):
-    """``optimizer`` with the state of parameters ``lo`` to ``hi`` only."""
-    return with_state(optimizer, optimizer.state_1[lo:hi], optimizer.state_2[lo:hi])
 
 
 class Epochs(NamedTuple):
@@ -173,22 +123,6 @@ def _add_to(total, part, lo, hi):
         total[p] += part[p]
 
 
-@njit(cache=True, error_model="numpy")
-def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
-    """scikit-learn's normalisation: (A.T @ delta + alpha * W) / n and delta.sum(0) / n.
-
-    Returns the penalty term ``0.5 * alpha * ||W||^2 / n`` of the loss.
-    """
-    t = theta.dtype.type
-    squared_norm = t(0)
-    for p in range(n_coef_params):
-        squared_norm += theta[p] * theta[p]
-        grad[p] = (grad[p] + alpha * theta[p]) / weight_sum
-    for p in range(n_coef_params, grad.shape[0]):
-        grad[p] = grad[p] / weight_sum
-    return t(0.5) * alpha * squared_norm / weight_sum
-
-
 @njit(cache=True, error_model="numpy", inline="always")
 def weight_sum_of(sample_weight, order, start, stop, default):
     if sample_weight.shape[0] == 0:
@@ -197,149 +131,6 @@ def weight_sum_of(sample_weight, order, start, stop, default):
     for i in range(start, stop):
         total += sample_weight[order[i]]
     return total
-
-
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
-def _squared_norm(values):
-    total = values.dtype.type(0)
-    for p in range(values.shape[0]):
-        total += values[p] * values[p]
-    return total
-
-
-# No fastmath in the updates: they must round exactly as scikit-learn's NumPy code does.
-# Each loop is branch-free inside (NumPy's error model: no zero-division check), so LLVM
-# vectorizes it, sqrt included, without changing a single rounding. A second gradient
-# (``other``: the other thread's chunk, or empty) is added in the same pass, so the sum of
-# the two is never stored and read back: the update of a wide network is bound by memory
-# traffic. The division by the batch's weight sum is done by its reciprocal
-# (``_math.quotient``: the division's rounding, without a division). A division has a
-# fifth of a product's throughput here: it took a quarter of a wide network's step.
-@njit(cache=True, error_model="numpy", inline="always")
-def _reciprocal(theta, scale):
-    """``1 / scale`` for ``_math.quotient``; 0 where ``scale`` is 0 or too large or small
-    for both it and its reciprocal to be normal numbers (the step then divides)."""
-    t = theta.dtype.type
-    usable = 1e-37 <= abs(float(scale)) <= 1e37
-    return t(1) / scale if usable else t(0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _sgd_update(theta, optimizer, p, g):
-    velocity, learning_rate = optimizer.state_1, optimizer.learning_rate
-    momentum, nesterov = optimizer.momentum, optimizer.nesterov
-    v = momentum * velocity[p] - learning_rate * g
-    velocity[p] = v
-    theta[p] = theta[p] + (momentum * v - learning_rate * g) if nesterov else theta[p] + v
-
-
-@njit(cache=True, error_model="numpy")
-def _sgd_step(theta, grad, other, optimizer, scale, alpha):
-    reciprocal = _reciprocal(theta, scale)
-    if other.shape[0] == 0 and reciprocal != 0:
-        for p in range(theta.shape[0]):
-            g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
-            _sgd_update(theta, optimizer, p, g)
-    elif other.shape[0] == 0:
-        for p in range(theta.shape[0]):
-            g = (grad[p] + alpha * theta[p]) / scale
-            _sgd_update(theta, optimizer, p, g)
-    elif reciprocal != 0:
-        for p in range(theta.shape[0]):
-            g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
-            _sgd_update(theta, optimizer, p, g)
-    else:
-        for p in range(theta.shape[0]):
-            g = (grad[p] + other[p] + alpha * theta[p]) / scale
-            _sgd_update(theta, optimizer, p, g)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _adam_update(theta, optimizer, p, g, step_size):
-    m, v = optimizer.state_1, optimizer.state_2
-    beta_1, beta_2 = optimizer.beta_1, optimizer.beta_2
-    one = theta.dtype.type(1)
-    m_p = beta_1 * m[p] + (one - beta_1) * g
-    v_p = beta_2 * v[p] + (one - beta_2) * (g * g)
-    m[p] = m_p
-    v[p] = v_p
-    theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + optimizer.epsilon)
-
-
-@njit(cache=True, error_model="numpy")
-def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
-    reciprocal = _reciprocal(theta, scale)
-    if other.shape[0] == 0 and reciprocal != 0:
-        for p in range(theta.shape[0]):
-            g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
-            _adam_update(theta, optimizer, p, g, step_size)
-    elif other.shape[0] == 0:
-        for p in range(theta.shape[0]):
-            g = (grad[p] + alpha * theta[p]) / scale
-            _adam_update(theta, optimizer, p, g, step_size)
-    elif reciprocal != 0:
-        for p in range(theta.shape[0]):
-            g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
-            _adam_update(theta, optimizer, p, g, step_size)
-    else:
-        for p in range(theta.shape[0]):
-            g = (grad[p] + other[p] + alpha * theta[p]) / scale
-            _adam_update(theta, optimizer, p, g, step_size)
-
-
-# The step is compiled per solver: a first fit compiles the one it runs (SGD's step
-# took half a second of an Adam fit's compile). Both take the same arguments, so
-# that the loops calling them by address are compiled once for either.
-@njit(cache=True, error_model="numpy", inline="always")
-def _penalty(theta, n_coef_params, alpha, weight_sum):
-    """The penalty of the loss, ``0.5 * alpha * ||W||^2 / n``."""
-    return theta.dtype.type(0.5) * alpha * _squared_norm(theta[:n_coef_params]) / weight_sum
-
-
-@njit(cache=True, error_model="numpy")
-def sgd_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size, optimizer):
-    """scikit-learn's gradient normalisation and one SGD step (``optimizer.state_1``
-    velocities, of ``theta``'s parameters; Nesterov or not); ``step_size`` and Adam's
-    settings are not used.
-
-    Per parameter: ``g = (sum + alpha * w) / n`` (no alpha for intercepts), with ``sum``
-    ``grad`` or, given a second gradient ``other`` (empty for none), ``grad + other``,
-    and the step fused in the same pass. Returns the penalty of the loss,
-    ``0.5 * alpha * ||W||^2 / n``, from the weights before the step.
-    """
-    alpha = optimizer.alpha
-    penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
-    for lo, hi, region_alpha in ((0, n_coef_params, alpha),
-                                 (n_coef_params, theta.shape[0], theta.dtype.type(0))):
-        _sgd_step(theta[lo:hi], grad[lo:hi], other[lo:hi], _region(optimizer, lo, hi),
-                  weight_sum, region_alpha)
-    return penalty
-
-
-@njit(cache=True, error_model="numpy")
-def adam_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size, optimizer):
-    """As :func:`sgd_finish_and_step`, with one Adam step (``optimizer.state_1`` and
-    ``state_2`` moments, ``step_size`` the bias-corrected rate); the learning rate and
-    SGD's settings are not used."""
-    alpha = optimizer.alpha
-    penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
-    for lo, hi, region_alpha in ((0, n_coef_params, alpha),
-                                 (n_coef_params, theta.shape[0], theta.dtype.type(0))):
-        _adam_step(theta[lo:hi], grad[lo:hi], other[lo:hi], _region(optimizer, lo, hi),
-                   weight_sum, region_alpha, step_size)
-    return penalty
-
-
-#: The step of each solver code.
-FINISH_AND_STEP = {SGD: sgd_finish_and_step, ADAM: adam_finish_and_step}
-
-
-def finish_and_step_signature(dtype):
-    """The one signature each step of ``FINISH_AND_STEP`` is compiled for in ``dtype``."""
-    return real(dtype)(
-        reals(dtype), reals(dtype), reals(dtype), int64(dtype), real(dtype), real(dtype),
-        numba_type(Optimizer, dtype),
-    )  # theta, grad, other, n_coef_params, weight_sum, step_size, optimizer
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -366,7 +157,7 @@ def _sum_and_step(
     n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
     return step_kernel(
         theta[lo:hi], grads[0, lo:hi], _other_gradient(grads, lo, hi), n_coefs, weight_sum,
-        step_size, _region(optimizer, lo, hi),
+        step_size, region(optimizer, lo, hi),
     )
 
 
@@ -377,15 +168,7 @@ def _batch_scale(data, start, stop, optimizer, adam_step):
     sample_weight = data.sample_weight
     t = sample_weight.dtype.type
     weight_sum = weight_sum_of(sample_weight, data.order, start, stop, t(stop - start))
-    step_size = t(0)
-    if optimizer.solver == ADAM:
-        adam_step += 1
-        # As scikit-learn: the bias corrections in float64, the step in the data's dtype.
-        step_size = t(
-            float(optimizer.learning_rate)
-            * np.sqrt(1.0 - float(optimizer.beta_2) ** adam_step)
-            / (1.0 - float(optimizer.beta_1) ** adam_step)
-        )
+    step_size, adam_step = next_step(optimizer, adam_step)
     return weight_sum, step_size, adam_step
 
 
