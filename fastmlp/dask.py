@@ -664,7 +664,7 @@ def _gathered_labels(rows, client):
 
 def _first_partial_fit_labels(estimator, y, classes):
     """``MLPClassifier.partial_fit``'s first-call logic, on the gathered labels."""
-    from fastmlp.estimators import _first_partial_fit_call
+    from fastmlp._sklearn_shortcuts import _first_partial_fit_call
 
     if _first_partial_fit_call(estimator, classes):
         estimator._label_binarizer = LabelBinarizer()

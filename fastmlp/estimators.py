@@ -21,7 +21,6 @@ NumPy reference engine makes it dense.
 """
 
 import contextlib
-import functools
 import time
 import warnings
 from numbers import Integral, Real
@@ -32,22 +31,31 @@ import scipy.sparse
 from sklearn import config_context, get_config
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin, is_classifier
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.metrics import accuracy_score, r2_score
+from sklearn.metrics import r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import check_random_state, column_or_1d
 from sklearn.utils._param_validation import Interval, Options, StrOptions
 from sklearn.utils.metaestimators import available_if
-from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import (
-    _check_n_features,
     _check_sample_weight,
     _is_fitted,
-    check_is_fitted,
     validate_data,
 )
 
 from fastmlp import _solvers, persistence, reference
+from fastmlp._sklearn_shortcuts import (
+    _accuracy,
+    _binarize,
+    _check_is_fitted,
+    _comparable,
+    _first_partial_fit_call,
+    _labels_of,
+    _param_names,
+    _unique_labels,
+    _validate_X_y,
+)
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
 from fastmlp.activations import HIDDEN_ACTIVATIONS
 from fastmlp.kernels import FlatNetwork, TrainingInterrupted
@@ -1427,13 +1435,6 @@ class MLPRegressor(RegressorMixin, _BaseMLP):
             return self._fit(X, y, sample_weight=sample_weight, incremental=True)
 
 
-def _check_is_fitted(estimator):
-    """``check_is_fitted``, which passes as soon as a fitted attribute such as ``coefs_``
-    is set: asked of the instance's dict first, the check costs 0.1 µs instead of 7."""
-    if "coefs_" not in estimator.__dict__:
-        check_is_fitted(estimator)
-
-
 def _on_dask(X):
     """Whether X is a dask collection, which trains and predicts on Dask (fastmlp.dask);
     asked without importing dask."""
@@ -1444,137 +1445,3 @@ def _dask():
     from fastmlp import dask
 
     return dask
-
-
-def _validate_X_y(estimator, X, y, reset, y_numeric=False):
-    """``validate_data`` of X and y as scikit-learn's MLPs call it.
-
-    Float arrays that it would return unchanged, all finite, skip its per-array checks
-    (a tenth of a millisecond, mostly spent asking whether X is a dataframe); everything
-    else goes through them, and gets their errors. An estimator fitted on a dataframe
-    still has its feature names checked.
-    """
-    if (
-        type(X) is np.ndarray
-        and type(y) is np.ndarray
-        and X.dtype in (np.float64, np.float32)
-        and y.dtype.kind in "biuf"
-        and X.ndim == 2
-        and y.ndim in (1, 2)
-        and 0 not in X.shape
-        and 0 not in y.shape
-        and y.shape[0] == X.shape[0]
-        and np.isfinite(X.sum())  # a NaN or inf anywhere makes the sum one
-        and (y.dtype.kind != "f" or np.isfinite(y.sum()))
-    ):
-        if hasattr(estimator, "feature_names_in_"):  # to drop, or to warn about
-            return validate_data(estimator, X, y, reset=reset, skip_check_array=True)
-        _check_n_features(estimator, X, reset=reset)  # an array has no feature names
-        return X, y
-    return validate_data(
-        estimator, X, y, accept_sparse=["csr", "csc"], multi_output=True, y_numeric=y_numeric,
-        dtype=(np.float64, np.float32), reset=reset,
-    )
-
-
-@functools.cache
-def _param_names(cls):
-    return tuple(BaseEstimator._get_param_names.__func__(cls))
-
-
-def _comparable(params):
-    """The parameters as a tuple that compares equal only to the same values of the same
-    types (lists as tuples); None where a value cannot be compared so (an array)."""
-    items = []
-    for name, value in sorted(params.items()):
-        if type(value) is list:
-            value = (list, *value)
-        try:
-            hash(value)
-        except TypeError:
-            return None
-        items.append((name, type(value), value))
-    return tuple(items)
-
-
-def _unique_labels(y):
-    """``unique_labels(y)``. Integer labels in one column need none of its type checks
-    (a tenth of a millisecond per fit) and take the direct route."""
-    if y.ndim == 1 and y.dtype.kind in "iu":
-        if y.size and 0 <= y.min() and y.max() <= 4 * y.size:  # counted: a fifth the time
-            return np.flatnonzero(np.bincount(y)).astype(y.dtype)
-        return np.unique(y)
-    return unique_labels(y)
-
-
-def _binarize(binarizer, y):
-    """``binarizer.transform(y).astype(bool)``, where ``y`` holds only known classes.
-
-    Labels in one column are binarized directly (one column for two classes, one-hot for
-    more, as ``LabelBinarizer`` does): its checks of the label type cost more than half a
-    millisecond per fit, as long as a whole epoch on small data. Anything else, and any
-    label not in ``classes_``, goes through ``LabelBinarizer`` and its errors.
-    """
-    classes = binarizer.classes_
-    if (
-        y.ndim == 1
-        and len(classes) >= 2
-        and binarizer.y_type_ in ("binary", "multiclass")
-        and not binarizer.sparse_output
-    ):
-        index = np.minimum(np.searchsorted(classes, y), len(classes) - 1)
-        if np.array_equal(classes[index], y):
-            if len(classes) == 2:
-                return (index == 1).reshape(-1, 1)
-            one_hot = np.zeros((y.shape[0], len(classes)), dtype=bool)
-            one_hot[np.arange(y.shape[0]), index] = True
-            return one_hot
-    return binarizer.transform(y).astype(bool)
-
-
-def _labels_of(binarizer, y_pred):
-    """``binarizer.inverse_transform(y_pred)`` for the network's dense outputs.
-
-    One output column (two classes) is thresholded at 0.5 and several take their
-    argmax, as ``LabelBinarizer`` does, without its checks: predicting, and scoring
-    the validation set after every epoch of early stopping, cost a fraction of what
-    they did on small data. Multilabel outputs go through ``LabelBinarizer``.
-    """
-    classes = binarizer.classes_
-    if not binarizer.sparse_input_ and binarizer.pos_label == 1 and binarizer.neg_label == 0:
-        if binarizer.y_type_ == "multiclass" and y_pred.ndim == 2:
-            return classes.take(y_pred.argmax(axis=1), mode="clip")
-        if binarizer.y_type_ == "binary" and y_pred.ndim == 1 and len(classes) == 2:
-            return classes[(y_pred > 0.5).astype(np.intp)]
-    return binarizer.inverse_transform(y_pred)
-
-
-def _accuracy(y_true, y_pred, sample_weight=None):
-    """``accuracy_score``; labels in one column of one plain dtype, with positive weights
-    if any, skip its checks (the validation score of every early-stopping epoch)."""
-    if (
-        (sample_weight is None or np.all(sample_weight > 0))
-        and y_true.ndim == 1
-        and y_pred.shape == y_true.shape
-        and y_true.dtype == y_pred.dtype
-        and y_true.dtype.kind in "biuU"
-    ):
-        return float(np.average(y_true == y_pred, weights=sample_weight))
-    return accuracy_score(y_true, y_pred, sample_weight=sample_weight)
-
-
-def _first_partial_fit_call(estimator, classes):
-    """scikit-learn's first-call logic for ``partial_fit(classes=...)``."""
-    if getattr(estimator, "classes_", None) is None and classes is None:
-        raise ValueError("classes must be passed on the first call to partial_fit.")
-    if classes is not None:
-        if getattr(estimator, "classes_", None) is not None:
-            if not np.array_equal(estimator.classes_, unique_labels(classes)):
-                raise ValueError(
-                    f"`classes={classes!r}` is not the same as on last call to "
-                    f"partial_fit, was: {estimator.classes_!r}"
-                )
-        else:
-            estimator.classes_ = unique_labels(classes)
-            return True
-    return False

@@ -354,7 +354,7 @@ def test_direct_label_binarization_is_labelbinarizers(fit_labels, labels):
     from sklearn.preprocessing import LabelBinarizer
     from sklearn.utils.multiclass import unique_labels
 
-    from fastmlp.estimators import _binarize, _unique_labels
+    from fastmlp._sklearn_shortcuts import _binarize, _unique_labels
 
     binarizer = LabelBinarizer().fit(fit_labels)
     labels = np.asarray(labels)
@@ -371,7 +371,7 @@ def test_direct_labels_and_accuracy_are_scikit_learns(classes, dtype, rng):
     from sklearn.metrics import accuracy_score
     from sklearn.preprocessing import LabelBinarizer
 
-    from fastmlp.estimators import _accuracy, _labels_of
+    from fastmlp._sklearn_shortcuts import _accuracy, _labels_of
 
     binarizer = LabelBinarizer().fit(classes)
     n_columns = 1 if len(classes) == 2 else len(classes)
@@ -400,7 +400,7 @@ def test_direct_labels_and_accuracy_are_scikit_learns(classes, dtype, rng):
 def test_unique_labels_are_sklearns(y, dtype):
     from sklearn.utils.multiclass import unique_labels
 
-    from fastmlp.estimators import _unique_labels
+    from fastmlp._sklearn_shortcuts import _unique_labels
 
     if np.array(y).astype(dtype).tolist() != y:
         pytest.skip("not representable")
