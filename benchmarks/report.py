@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import bench_predict, targets
+from benchmarks import bench_predict, floors, targets
 from benchmarks.sweeps import run_sweeps
 from fastmlp.bench.measure import (
     GEMM_SIZE,
@@ -29,7 +29,7 @@ from fastmlp.bench.measure import (
     speedup,
 )
 from fastmlp.bench.ratios import BASELINES
-from fastmlp.bench.workloads import WORKLOADS
+from fastmlp.bench.workloads import WORKLOADS, load
 
 
 def machine_description():
@@ -161,9 +161,12 @@ def run(out_dir="reports", quick=False, log=print):
     repeats = 3 if quick else 10
     cases = {wid: WORKLOADS[wid] for wid in WORKLOADS}
     log(f"workloads: {', '.join(cases)} ({repeats} interleaved rounds)")
+    work_of = {wid: floors.work(workload, *load(workload)) for wid, workload in cases.items()}
     timings, skipped = measure(cases, repeats,
                                progress=lambda done, total: log(f"  round {done}/{total}"),
-                               gemm_cases=targets.gemm_cases(list(cases)))
+                               gemm_cases=list(cases),
+                               machine_runners={wid: floors.machine_runners(cases[wid], w)
+                                                for wid, w in work_of.items()})
     rows = targets.target_rows(timings, targets.useful_flops_of(list(cases)))
     log("sweeps")
     sweeps = run_sweeps(quick, repeats=2 if quick else 5, progress=lambda n: log(f"  {n}"))
@@ -173,7 +176,8 @@ def run(out_dir="reports", quick=False, log=print):
         predicted += bench_predict.measure(network, rounds=3 if quick else 5,
                                            seconds=0.3 if quick else 0.5)
     log("compile times and memory (fresh processes)")
-    rows += targets.subprocess_rows(targets.compile_times(), targets.fit_memory())
+    rows += targets.subprocess_rows(targets.compile_times(), targets.fit_memory(),
+                                    targets.peer_compile_times())
 
     plot_ratios(timings, out / "ratios.png")
     for name, sweep in sweeps.items():
@@ -212,6 +216,21 @@ def run(out_dir="reports", quick=False, log=print):
         headline_table(timings),
         "",
         "![ratios](ratios.png)",
+        "",
+        "## The floor: each time as a multiple of the least its work can take",
+        "",
+        "Per workload, the time its useful arithmetic takes at the machine's GEMM rate "
+        f"(a {GEMM_SIZE} x {GEMM_SIZE} `np.matmul` in its dtype, timed in every round "
+        "beside it), and where memory or an elementwise function binds, that floor too: "
+        "W4's gather of X and W6's Adam step of its first layer at the rate of a 64 MiB "
+        "`np.copyto`, W5's tanh of every hidden value as `np.tanh` (both split over the cores, "
+        "timed in every round). Each implementation's time is given as a multiple of the "
+        "largest floor of the same round (median over the rounds): the number to drive "
+        "down. Elsewhere only the arithmetic floor is given. Useful FLOPs: forward "
+        "products, weight gradients and the errors of every hidden layer (W6: the first "
+        "layer's over the nonzeros); `benchmarks/floors.py`.",
+        "",
+        floors.floor_table(timings, work_of),
         "",
         "## Targets",
         "",

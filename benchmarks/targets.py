@@ -65,6 +65,40 @@ def compile_times(dtypes=("float64", "float32")):
     return results
 
 
+_PEER_FIRST_CALL = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from fastmlp.bench.implementations import IMPLEMENTATIONS, Unavailable
+from fastmlp.bench.workloads import WORKLOADS, load
+workload = WORKLOADS[sys.argv[2]]
+try:
+    print(IMPLEMENTATIONS[sys.argv[1]](workload, load(workload)).first_call_s)
+except Unavailable as reason:
+    print("skipped:", reason)
+"""
+
+#: The compiling peers whose first call (compile time) the report gives, on this workload.
+PEERS, PEER_WORKLOAD = ("jax", "torch.compile"), "W2"
+
+
+def peer_compile_times(peers=PEERS, workload_id=PEER_WORKLOAD):
+    """Seconds of each compiling peer's first call on the workload (its compilation: JAX's
+    trace, lowering and XLA compile of the epoch; torch.compile's first epoch), each in
+    a fresh process; or the reason it did not run."""
+    results = {}
+    for name in peers:
+        run = subprocess.run([sys.executable, "-c", _PEER_FIRST_CALL, name, workload_id],
+                             capture_output=True, text=True)
+        last = run.stdout.strip().splitlines()[-1] if run.stdout.strip() else ""
+        if run.returncode != 0:
+            results[name] = f"failed: {run.stderr.strip().splitlines()[-1:]}"
+        elif last.startswith("skipped:"):
+            results[name] = last
+        else:
+            results[name] = float(last)
+    return results
+
+
 _W4_FIT = """
 import sys, threading, time, warnings
 import numpy as np
@@ -143,8 +177,12 @@ def target_rows(timings, useful=None):
     return rows
 
 
-def subprocess_rows(compile_result, memory_result):
+def subprocess_rows(compile_result, memory_result, peer_compile=None):
     rows = []
+    for name, seconds in (peer_compile or {}).items():
+        measured = f"{seconds:.1f} s" if isinstance(seconds, float) else seconds
+        rows.append((f"{name}: first call on {PEER_WORKLOAD}, fresh process (compile; for "
+                     "reference)", measured, None))
     for dtype, t in (compile_result or {}).items():
         rows.append((f"cold first fit, {dtype}, <= 10 s",
                      f"{t['cold_s']:.1f} s (imports before it: {t['cold_import_s']:.1f} s)",
@@ -187,7 +225,7 @@ def format_timings(timings, skipped):
         numba = by_name.get("numba")
         for name, timing in by_name.items():
             ratio = f"{speedup(timing, numba):.1f}x faster" if numba else "-"
-            if name in ("numba", MACHINE_GEMM):
+            if name == "numba" or name.startswith("machine "):
                 ratio = "-"
             lines.append(f"| {wid} | {name} | {1e3 * timing.median:.3f} | "
                          f"{1e3 * timing.low:.3f}-{1e3 * timing.high:.3f} | {ratio} |")
@@ -207,7 +245,7 @@ def main(argv=None):
     timings, skipped = measure(cases, args.repeats, gemm_cases=gemm_cases(args.workloads))
     rows = target_rows(timings, useful_flops_of(args.workloads))
     if not args.skip_subprocess:
-        rows += subprocess_rows(compile_times(), fit_memory())
+        rows += subprocess_rows(compile_times(), fit_memory(), peer_compile_times())
     print(format_timings(timings, skipped))
     print()
     print(format_rows(rows))

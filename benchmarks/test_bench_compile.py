@@ -34,3 +34,21 @@ def test_warm_first_fit(benchmark, dtype, tmp_path):
     benchmark.group = "compile: warm cache, import + first fit (seconds)"
     first_fit(dtype, tmp_path)  # fills the cache
     benchmark.pedantic(lambda: first_fit(dtype, tmp_path), rounds=3)
+
+
+@pytest.mark.parametrize("peer", ["jax", "torch.compile"])
+def test_peer_first_call(benchmark, peer):
+    """A compiling peer's first W2 epoch in a fresh process (its compile time), beside
+    fastmlp's cold first fit; skipped where the peer is not installed."""
+    from fastmlp.bench.implementations import Unavailable, check_installed
+
+    try:
+        check_installed(peer)
+    except Unavailable as reason:
+        pytest.skip(str(reason))
+    from benchmarks.targets import peer_compile_times
+
+    benchmark.group = "compile: a peer's first W2 epoch in a fresh process (seconds)"
+    result = {}
+    benchmark.pedantic(lambda: result.update(peer_compile_times([peer])), rounds=1)
+    benchmark.extra_info["first_call_s"] = result[peer]

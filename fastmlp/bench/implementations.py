@@ -360,6 +360,11 @@ def torch_compile(workload, data):
             params = [p + u for p, u in zip(params, updates)]
         return params, first, second
 
+    # One compiled graph per workload, batch shape (full, last) and thread count, all of
+    # the same function: above dynamo's default limit of 8, it would fall back to eager.
+    for limit in ("recompile_limit", "cache_size_limit", "accumulated_recompile_limit"):
+        if hasattr(torch._dynamo.config, limit):
+            setattr(torch._dynamo.config, limit, max(getattr(torch._dynamo.config, limit), 256))
     compiled = torch.compile(step, dynamic=False)
     Xt, Yt = torch.from_numpy(np.ascontiguousarray(X)), torch.from_numpy(Y.astype(dtype))
     params = [torch.from_numpy(a.copy()) for a in coefs + intercepts]
@@ -373,7 +378,8 @@ def torch_compile(workload, data):
         for start in range(0, n, batch):
             state["t"] += 1
             t = state["t"]
-            step_rate = rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t)
+            # A tensor, not a float: a float argument would be compiled in as a constant.
+            step_rate = torch.tensor(rate * np.sqrt(1 - beta_2**t) / (1 - beta_1**t))
             params, first, second = compiled(params, first, second, step_rate,
                                              X_rows[start:start + batch],
                                              Y_rows[start:start + batch])

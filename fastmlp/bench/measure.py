@@ -200,7 +200,8 @@ def gemm_runner(dtype, size=GEMM_SIZE):
 
 
 def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
-            gemm_cases=(), min_seconds=MIN_TIMED_SECONDS, deadline=None):
+            gemm_cases=(), min_seconds=MIN_TIMED_SECONDS, deadline=None,
+            machine_runners=None):
     """Time every implementation on every case, interleaved.
 
     ``cases`` maps a label to a :class:`~fastmlp.bench.workloads.Workload`. Each round
@@ -211,6 +212,9 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
     round, as ``timings[label][MACHINE_GEMM]`` (seconds per ``GEMM_SIZE`` product).
     Given a ``deadline`` (a ``time.perf_counter()`` value), no round starts after it
     (the first always runs): fewer than ``repeats`` rounds may be timed.
+    ``machine_runners`` maps a label to ``{name: Runner}`` of further measurements of the
+    machine (a memory copy, an elementwise function) timed in every round the same way,
+    as ``timings[label][name]``.
     """
     names = implementations or list(IMPLEMENTATIONS)
     isolated = None
@@ -222,6 +226,9 @@ def measure(cases, repeats, implementations=None, n_rows=None, progress=None,
             gemm = gemm_runner(np.dtype(workload.dtype))
             timed_calls[(label, MACHINE_GEMM)] = (
                 lambda seconds, gemm=gemm: _timed_after_warmup(gemm, seconds))
+        for name, runner in (machine_runners or {}).get(label, {}).items():
+            timed_calls[(label, name)] = (
+                lambda seconds, runner=runner: _timed_after_warmup(runner, seconds))
         for name in names:
             try:
                 check_installed(name)  # before starting a worker process for it

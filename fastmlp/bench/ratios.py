@@ -6,7 +6,8 @@ from fastmlp.bench.measure import measure, speedup
 from fastmlp.bench.workloads import WORKLOADS
 
 #: What the Numba engine is compared with, in the order of the table's columns.
-BASELINES = ("notebook loop", "numpy reference", "scikit-learn", "pytorch")
+BASELINES = ("notebook loop", "numpy reference", "scikit-learn", "pytorch", "torch.compile",
+             "jax")
 FULL_ROUNDS, QUICK_ROUNDS = 10, 3
 
 
