@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks import bench_predict, floors, targets
+from benchmarks import bench_end_to_end, bench_predict, floors, targets
 from benchmarks.sweeps import run_sweeps
 from fastmlp.bench.measure import (
     GEMM_SIZE,
@@ -175,6 +175,8 @@ def run(out_dir="reports", quick=False, log=print):
     for network in bench_predict.NETWORKS:
         predicted += bench_predict.measure(network, rounds=3 if quick else 5,
                                            seconds=0.3 if quick else 0.5)
+    log("end to end (workloads E1, E2)")
+    end_to_end = bench_end_to_end.measure(rounds=2 if quick else 3, log=log)
     log("compile times and memory (fresh processes)")
     rows += targets.subprocess_rows(targets.compile_times(), targets.fit_memory(),
                                     targets.peer_compile_times())
@@ -245,6 +247,18 @@ def run(out_dir="reports", quick=False, log=print):
         "dtype, timed in every round: the rate the GEMM target compares W4's epoch with.",
         "",
         targets.format_timings(timings, skipped),
+        "",
+        "## End to end (workloads E1, E2)",
+        "",
+        "Whole tasks as a user runs them, each `fit` a cold call on a new estimator "
+        "(kernels already compiled): E1 a `GridSearchCV` (3 folds, 12 settings of `alpha` "
+        f"and `hidden_layer_sizes`, {bench_end_to_end.E1_MAX_ITER} epochs a fit) on the "
+        "digits, E2 a default `MLPClassifier(random_state=0).fit` on W2's data "
+        "(`max_iter=200`, scikit-learn's stopping rule), from `python -m "
+        "benchmarks.bench_end_to_end` (rotating rounds; the ratio is the median over "
+        "rounds). PyTorch and JAX are not scikit-learn estimators: they do not run these.",
+        "",
+        bench_end_to_end.table(*end_to_end),
         "",
         "## Predict (workload P)",
         "",

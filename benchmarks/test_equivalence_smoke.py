@@ -61,3 +61,19 @@ def test_peers_train_the_same_weights(workload_id, peer):
         assert ours.dtype == theirs.dtype
         np.testing.assert_allclose(ours, theirs, rtol=rtol,
                                    atol=rtol * np.abs(theirs).max())
+
+
+def test_a_fit_to_convergence_is_scikit_learns():
+    """E2 (a default fit on W2's data, scikit-learn's stopping rule) gives fastmlp and
+    scikit-learn the same iterations and predictions, so its times compare like with
+    like."""
+    from benchmarks.bench_end_to_end import estimators, fit_to_convergence
+    from fastmlp.bench.workloads import moons_data
+
+    _, X_test, _, _ = moons_data()
+    fitted = {name: fit_to_convergence(cls) for name, cls in estimators().items()}
+    assert fitted["fastmlp"].n_iter_ == fitted["scikit-learn"].n_iter_
+    np.testing.assert_array_equal(fitted["fastmlp"].predict(X_test),
+                                  fitted["scikit-learn"].predict(X_test))
+    np.testing.assert_allclose(fitted["fastmlp"].loss_curve_,
+                               fitted["scikit-learn"].loss_curve_, rtol=1e-9)
