@@ -53,6 +53,12 @@ def machine_description():
     except ImportError:
         torch_version = "not installed (its rows are skipped)"
     try:
+        import jax
+
+        jax_version = jax.__version__
+    except ImportError:
+        jax_version = "not installed (its rows are skipped)"
+    try:
         layer = numba.threading_layer()
     except ValueError:
         layer = "not started"
@@ -65,7 +71,7 @@ def machine_description():
         f"- Machine: {platform.platform()}; {cpu}; {os.cpu_count()} cores",
         f"- Python {platform.python_version()}; NumPy {np.__version__}; SciPy "
         f"{scipy.__version__}; Numba {numba.__version__}; scikit-learn {sklearn.__version__}; "
-        f"PyTorch {torch_version}",
+        f"PyTorch {torch_version}; JAX {jax_version}",
         f"- Threads: Numba {numba.config.NUMBA_NUM_THREADS} ({layer} layer); BLAS: {blas}",
     ]
 
