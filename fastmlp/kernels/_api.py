@@ -19,8 +19,9 @@ from fastmlp.kernels._planner import MIN_ROWS_PER_THREAD, few_nonzeros, plan
 from fastmlp.kernels._threads import ThreadChoice, in_main_thread, parallel_section
 
 #: Rows of X that ``loss_and_gradients`` and ``predict`` work per engine call: a call on
-#: millions of rows lasts well under Ctrl-C's half second, and the segments' gradients
-#: are summed in order (fixed by the data, like the chunks).
+#: millions of rows is cut into engine calls of this many rows, between which Ctrl-C is
+#: honoured, and the segments' gradients are summed in order (fixed by the data, like the
+#: chunks).
 SEGMENT_ROWS = 32768
 #: The time an engine call of training aims at, so that Ctrl-C is honoured within it.
 #: Only how the epochs are cut into calls depends on it, never the results.

@@ -1,12 +1,13 @@
 """A compiled kernel handed to other kernels by address, so that it is compiled once.
 
-Numba links the code of every function a kernel calls into the kernel's own module,
-then optimizes it and generates machine code for it again there. The forward and
-backward pass of a tile is the bulk of the engine's code, and it sat under six such
-levels (the chunk loop, the three levels of a parallel region, the parallel function,
-the epoch loop): of a first fit's 26 s of compiling, some 15 s went to its seven
-copies. Passed in as an argument instead, it is called through a pointer, and its
-callers compile only their own code.
+Numba links the code of every function a kernel calls into the kernel's own module, then
+optimizes it and generates machine code for it again there. The forward and backward
+pass of a tile is the bulk of the engine's code, and it sat under six such levels (the
+chunk loop, the three levels of a parallel region, the parallel function, the epoch
+loop): before this change, of a first fit's 26 s of compiling some 15 s went to its
+seven copies (a cold first fit now takes about 9 to 10 s: ``reports/BENCHMARKS.md``).
+Passed in as an argument instead, it is called through a pointer, and its callers
+compile only their own code.
 
 The address is an argument, not a constant baked into the callers' code, so the
 callers stay cacheable on disk. With the JIT off, a :class:`CompiledKernel` is simply

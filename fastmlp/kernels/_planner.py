@@ -16,7 +16,9 @@ from fastmlp.kernels._threads import in_main_thread, resolve_n_threads
 #: Rows per tile for the loop kernels: a tile's activations stay in L1/L2 cache.
 LOOP_TILE_ROWS = 64
 #: Rows per tile for the fused kernel of one hidden ReLU layer on few inputs: fewer
-#: tiles, less work per tile (W2's epoch: 0.259 -> 0.228 ms on one thread, against 64).
+#: tiles, less work per tile (W2's epoch on one thread, measured when it was chosen:
+#: 0.228 ms against 0.259 ms with 64-row tiles; ``python -m benchmarks.ab`` on two
+#: checkouts that differ in this constant).
 SHALLOW_TILE_ROWS = 256
 #: Rows per tile for BLAS layers: large enough for BLAS to run at full speed.
 BLAS_TILE_ROWS = 512
@@ -86,7 +88,7 @@ def plan(units, batch_rows, n_threads=None, hidden=None, nonzeros_per_row=None):
     thread count; each thread that works a chunk calls single-threaded BLAS on its own
     rows (on small products BLAS's own threads wait on each other, and the work between
     the products runs in parallel too). The thresholds were measured on the workloads of
-    ``benchmarks/workloads.py``. Given the hidden activation's code, a network the fused
+    ``fastmlp/bench/workloads.py``. Given the hidden activation's code, a network the fused
     kernel runs (``_shallow``, dense X only), which keeps no hidden layer in the
     workspace, gets larger tiles.
     """

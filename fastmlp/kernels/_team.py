@@ -1,11 +1,11 @@
 """A team of threads inside one parallel region: a start handshake and a barrier.
 
-Numba's parallel regions cost about 1.2 to 1.7 microseconds each to launch on these
-machines, and an epoch of small batches launched one or two per batch (W2: 18 a call,
-W5: 626). A team instead enters one region per call and meets at a barrier between the
-phases of a batch, which costs about 0.03 microseconds. Numba has no atomic operations,
-so the three the team needs (add, load, compare-and-swap on an int64 array) are LLVM's
-own, emitted by the intrinsics below.
+Each of Numba's parallel regions costs a launch and a wake-up of the other threads, and
+an epoch of small batches launched one or two per batch (W2: 18 a call, W5: 626). A team
+instead enters one region per call and meets at a barrier between the phases of a batch,
+which costs about 0.03 microseconds. Numba has no atomic operations, so the three the
+team needs (add, load, compare-and-swap on an int64 array) are LLVM's own, emitted by
+the intrinsics below.
 
 A barrier is only safe when every member runs at once, and nothing promises that: a
 threading layer may run a region's iterations one after the other on one thread (TBB
