@@ -1,3 +1,5 @@
+import gc
+import tracemalloc
 import zlib
 
 import numpy as np
@@ -54,6 +56,20 @@ def assert_gradients_close(actual, expected, rtol):
     for got, want in zip(coef_grads + intercept_grads, expected_arrays):
         assert got.shape == want.shape
         assert relative_error(got, want) <= rtol
+
+
+def traced_peak(work):
+    """``(bytes, result)``: the peak of NumPy's and Python's allocations during ``work()``,
+    above what was allocated before it, and what it returned. Bytes, never time."""
+    gc.collect()
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        result = work()
+        return tracemalloc.get_traced_memory()[1] - base, result
+    finally:
+        tracemalloc.stop()
 
 
 ALL_ACTIVATIONS = sorted(HIDDEN_ACTIVATIONS)

@@ -11,8 +11,6 @@ inputs, vectorized), so float64 agrees to 1e-12 relative (a few hundred rounding
 only between two runs of the same kernels.
 """
 
-import gc
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -23,10 +21,16 @@ import sklearn.neural_network
 from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
+from conftest import (
+    ALL_ACTIVATIONS,
+    ALL_OUTPUTS,
+    random_network,
+    relative_error,
+    traced_peak,
+)
 from fastmlp import _solvers, reference
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _predict
-from tests.conftest import ALL_ACTIVATIONS, ALL_OUTPUTS, random_network, relative_error
 
 TOLERANCE = {np.float64: 1e-12, np.float32: 1e-5}
 
@@ -226,16 +230,6 @@ def test_an_unfitted_model_raises_scikit_learns_error():
             getattr(fastmlp.MLPClassifier(), method)(np.ones((1, 2)))
 
 
-def peak_bytes(call):
-    gc.collect()
-    tracemalloc.start()
-    try:
-        call()
-        return tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
-
-
 def test_predict_takes_no_more_memory_than_scikit_learn(rng):
     """Bytes, not time: the outputs and one tile's buffers per thread, where scikit-learn
     holds every hidden layer's values for all rows (20000 x 256 floats here)."""
@@ -245,8 +239,8 @@ def test_predict_takes_no_more_memory_than_scikit_learn(rng):
     twin = sklearn_twin(model)
     X_new = rng.standard_normal((20000, 64))
     model.predict_proba(X_new[:100])  # compiled and loaded before tracing
-    ours = peak_bytes(lambda: model.predict_proba(X_new))
-    theirs = peak_bytes(lambda: twin.predict_proba(X_new))
+    ours, _ = traced_peak(lambda: model.predict_proba(X_new))
+    theirs, _ = traced_peak(lambda: twin.predict_proba(X_new))
     assert ours <= theirs, (ours, theirs)
 
 

@@ -14,8 +14,6 @@ and 400 features the largest difference seen was 1.2e-15 (float64) and 1.2e-6
 (float32), within a tenth of that bound.
 """
 
-import gc
-import tracemalloc
 
 import numpy as np
 import pytest
@@ -24,7 +22,13 @@ from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 from numba import config
 
-from conftest import ALL_ACTIVATIONS, ALL_OUTPUTS, random_targets, relative_error
+from conftest import (
+    ALL_ACTIVATIONS,
+    ALL_OUTPUTS,
+    random_targets,
+    relative_error,
+    traced_peak,
+)
 from fastmlp import kernels, optim, reference
 from fastmlp.kernels import FlatNetwork, Trainer, _api
 
@@ -517,19 +521,6 @@ def text_like(n_rows, seed=0):
         n_samples=n_rows, n_features=10000, n_classes=10, n_labels=1, length=10,
         allow_unlabeled=False, sparse=True, return_indicator="dense", random_state=seed)
     return X, labels.argmax(axis=1)
-
-
-def traced_peak(work):
-    """Bytes allocated at the peak of ``work()``, above what was allocated before."""
-    gc.collect()
-    tracemalloc.start()
-    try:
-        tracemalloc.reset_peak()
-        base = tracemalloc.get_traced_memory()[0]
-        result = work()
-        return tracemalloc.get_traced_memory()[1] - base, result
-    finally:
-        tracemalloc.stop()
 
 
 def engine_fit(X, y, n_epochs, n_threads=None):

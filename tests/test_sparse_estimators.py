@@ -1,8 +1,6 @@
 """The estimators on sparse X: the dense fit's model, and no dense copy of X (memory
 measured in bytes with tracemalloc, which NumPy and SciPy report their arrays to)."""
 
-import gc
-import tracemalloc
 import warnings
 
 import numpy as np
@@ -12,7 +10,7 @@ import sklearn.neural_network
 from sklearn.exceptions import ConvergenceWarning
 
 import fastmlp
-from conftest import relative_error
+from conftest import relative_error, traced_peak
 
 MB = 1e6
 
@@ -60,17 +58,6 @@ def test_a_sparse_regressor_with_early_stopping_is_the_dense_one():
     assert relative_error(sparse.predict(X), dense.predict(X.toarray())) <= 1e-12
 
 
-def peak_bytes(call):
-    gc.collect()
-    tracemalloc.start()
-    try:
-        before = tracemalloc.get_traced_memory()[0]
-        result = call()
-        return tracemalloc.get_traced_memory()[1] - before, result
-    finally:
-        tracemalloc.stop()
-
-
 def test_sparse_fit_and_predict_need_no_more_memory_than_sklearn():
     """20000 x 10000 at 0.1 % density (2.4 MB of values and indices), where a dense copy
     would take 1.6 GB: fit and predict peak no higher than scikit-learn's plus 10 MB."""
@@ -79,9 +66,9 @@ def test_sparse_fit_and_predict_need_no_more_memory_than_sklearn():
     peaks = {}
     for name, cls in (("fastmlp", fastmlp.MLPClassifier),
                       ("scikit-learn", sklearn.neural_network.MLPClassifier)):
-        fit, model = peak_bytes(lambda cls=cls: quietly(cls((100,), max_iter=1,
+        fit, model = traced_peak(lambda cls=cls: quietly(cls((100,), max_iter=1,
                                                             random_state=0).fit, X, y))
-        predict, _ = peak_bytes(lambda model=model: model.predict_proba(X))
+        predict, _ = traced_peak(lambda model=model: model.predict_proba(X))
         peaks[name] = (fit, predict)
     (fit, predict), (sk_fit, sk_predict) = peaks["fastmlp"], peaks["scikit-learn"]
     assert fit <= sk_fit + 10 * MB, (fit / MB, sk_fit / MB)
