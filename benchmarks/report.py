@@ -31,6 +31,16 @@ from fastmlp.bench.measure import (
 from fastmlp.bench.ratios import BASELINES
 from fastmlp.bench.workloads import WORKLOADS, load
 
+#: What W2's steady state is on some processors (see benchmarks/subnormals.py).
+SUBNORMALS_NOTE = (
+    "W2's epochs are timed after thousands of epochs back to back: by then some weights and"
+    ' Adam moments of its dead ReLU units have decayed into subnormal numbers, which some '
+    "processors (this run's Intel Xeon among them) compute far more slowly, and every "
+    "implementation that trains scikit-learn's weights holds the same ones (`python -m "
+    'benchmarks.subnormals W2` shows the epoch time against their count). A whole fit of '
+    "W2's data is E2 below."
+)
+
 
 def machine_description():
     """Lines saying what ran the benchmark: machine, libraries, threads, BLAS."""
@@ -222,6 +232,8 @@ def run(out_dir="reports", quick=False, log=print):
         "## Headline: how many times faster the Numba engine is",
         "",
         headline_table(timings),
+        "",
+        SUBNORMALS_NOTE,
         "",
         "![ratios](ratios.png)",
         "",
