@@ -34,8 +34,10 @@ from fastmlp.kernels._planner import (
 from fastmlp.kernels._threads import parallel_regions_allowed, parallel_section
 
 #: Rows per tile where every product runs on the loops: each layer's tile of values
-#: stays in L2 cache (W2's network: 256-row tiles take 7.5 ms a 10^5 rows, 64-row tiles
-#: 12 ms, one thread, measured side by side on a shared machine).
+#: stays in L2 cache. On W2's network, 10^5 rows on one thread took 7.5 ms in 256-row
+#: tiles against 12 ms in 64-row tiles, timed side by side while other work shared the
+#: machine (``python -m benchmarks.bench_predict --networks W2 --max-rows 100000`` on
+#: two checkouts that differ in this constant).
 LOOP_TILE_ROWS = 256
 #: Calls of fewer rows run every product on the fused loops, never on BLAS.
 BLAS_MIN_ROWS = 16
