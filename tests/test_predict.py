@@ -258,3 +258,29 @@ def test_threads_predicting_at_once_each_get_their_rows_outputs(rng):
         together = list(pool.map(model.predict_proba, batches))
     for got, want in zip(together, alone):
         np.testing.assert_array_equal(got, want)
+
+
+def test_weights_the_compiled_path_cannot_take_go_the_general_way(rng):
+    """A network whose arrays are not one Numba type each (a 1-d coef, a 2-d intercept,
+    read-only or unaligned arrays, no layers) is handed to the general path, which
+    predicts or names what is wrong; nothing reaches the compiled code to fail there."""
+    X = rng.standard_normal((20, 4))
+    model = fitted(fastmlp.MLPRegressor, X, rng.standard_normal(20), hidden_layer_sizes=(5,))
+    want = model.predict(X)
+    read_only = [c.copy() for c in model.coefs_]
+    read_only[0].flags.writeable = False
+    raw = np.zeros(model.coefs_[1].size * 8 + 1, dtype=np.uint8)
+    unaligned = raw[1:].view(np.float64).reshape(model.coefs_[1].shape)
+    unaligned[...] = model.coefs_[1]
+    for coefs in (read_only, [model.coefs_[0], unaligned]):
+        assert _solvers.forward_plain_rows("numba", coefs, model.intercepts_, X, "relu",
+                                           "identity", None) is None
+        model.coefs_ = coefs
+        assert relative_error(model.predict(X), want) <= 1e-12
+    for coefs, intercepts in (([], []), ([np.ones(4)], [np.ones(1)]),
+                              ([np.ones((4, 1))], [np.ones((1, 1))])):
+        assert _solvers.forward_plain_rows("numba", coefs, intercepts, X, "relu", "identity",
+                                           None) is None
+        model.coefs_, model.intercepts_ = coefs, intercepts
+        with pytest.raises(ValueError):
+            model.predict(X)
