@@ -183,7 +183,7 @@ def run(out_dir="reports", quick=False, log=print):
                                gemm_cases=list(cases),
                                machine_runners={wid: floors.machine_runners(cases[wid], w)
                                                 for wid, w in work_of.items()})
-    rows = targets.target_rows(timings, targets.useful_flops_of(list(cases)))
+    rows = targets.target_rows(timings, targets.useful_flops_of(list(cases)), work_of)
     log("sweeps")
     sweeps = run_sweeps(quick, repeats=2 if quick else 5, progress=lambda n: log(f"  {n}"))
     log("predict (workload P)")

@@ -8,8 +8,8 @@ from fastmlp.bench.implementations import IMPLEMENTATIONS, Unavailable
 from fastmlp.bench.workloads import WORKLOADS, load
 
 SMOKE_ROWS = 300
-SMOKE_UNITS = {"W1": 30, "W2": 40, "W3": 15, "W4-float64": 5, "W4-float32": 5, "W5": 40,
-               "W6": 5}
+SMOKE_UNITS = {"W1": 30, "W2": 40, "W3": 15, "W3-float32": 15, "W4-float64": 5,
+               "W4-float32": 5, "W5": 40, "W5-float32": 40, "W6": 5}
 
 
 @pytest.mark.parametrize("workload_id", list(WORKLOADS))

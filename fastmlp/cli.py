@@ -284,7 +284,8 @@ def main(argv=None):
         "profile", help="where a fit's time goes: a named workload, or an estimator on "
         "your data file (--data)")
     profile_parser.add_argument("workload", nargs="?",
-                                help="W1, W2, W3, W4-float64, W4-float32, W5 or W6")
+                                help="W1, W2, W3, W3-float32, W4-float64, W4-float32, W5, "
+                                "W5-float32 or W6")
     profile_parser.add_argument("--data", help="a CSV file with a header row, a 2-d .npy "
                                 "array, or an .npz with arrays X and y")
     profile_parser.add_argument("--target", help="the target column's name or index "

@@ -98,11 +98,15 @@ WORKLOADS = {
                  unit="step"),
         Workload("W2", "moons-adam", "moons", (100,), "relu", "adam", 200, 1e-3),
         Workload("W3", "digits", "digits", (256, 128), "relu", "adam", 200, 1e-3),
+        Workload("W3-float32", "digits", "digits", (256, 128), "relu", "adam", 200, 1e-3,
+                 dtype="float32"),
         Workload("W4-float64", "wide", "wide", (256,), "relu", "adam", 200, 1e-3),
         Workload("W4-float32", "wide", "wide", (256,), "relu", "adam", 200, 1e-3,
                  dtype="float32"),
         Workload("W5", "deep-narrow", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd", 32,
                  1e-3),
+        Workload("W5-float32", "deep-narrow", "deep-narrow", (64, 64, 64, 64), "tanh", "sgd",
+                 32, 1e-3, dtype="float32"),
         Workload("W6", "sparse-text", "sparse-text", (100,), "relu", "adam", 200, 1e-3),
     ]
 }
