@@ -80,6 +80,83 @@ def test_the_thread_count_never_changes_a_bit(shape, dtype):
     assert len(set(digests.values())) == 1, digests
 
 
+class _CountedDriver:
+    """A kernel of ``_epochs`` that counts its calls (for monkeypatch)."""
+
+    def __init__(self, dispatcher):
+        self.dispatcher, self.calls = dispatcher, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        return self.dispatcher(*args)
+
+    def __getattr__(self, name):
+        return getattr(self.dispatcher, name)
+
+
+@two_threads
+@pytest.mark.skipif(config.DISABLE_JIT, reason="compiled kernels only")
+def test_a_team_waits_for_its_driver_until_the_time_alone_would_pay_for_it(monkeypatch):
+    """Where the team's driver is neither compiled nor in Numba's cache, training the
+    threads would run runs on one thread until PARALLEL_COMPILE_AFTER_SECONDS of it have
+    passed, then on the team: the same weights, to the bit, all the way."""
+    from fastmlp.kernels import _epochs
+
+    network, X, Y = make_data(4, PLANS["copies"], 700)
+    expected = digest(train(network, X, Y, n_threads=2)[0])  # (the team, compiled)
+    alone = _CountedDriver(_epochs.train_epochs_alone)
+    team = _CountedDriver(_epochs.train_epochs_parallel)
+    monkeypatch.setattr(_epochs, "train_epochs_alone", alone)
+    monkeypatch.setattr(_epochs, "train_epochs_parallel", team)
+    driver = _api._ParallelDriver()
+    driver.ready[np.dtype(np.float64)] = False  # as on a new machine
+    monkeypatch.setattr(_api, "_parallel_driver", driver)
+
+    for _ in range(2):  # (the first call may compile the lone driver: not counted)
+        assert digest(train(network, X, Y)[0]) == expected
+    assert team.calls == 0 and alone.calls > 0
+    assert 0 < driver.seconds_alone < _api.PARALLEL_COMPILE_AFTER_SECONDS
+
+    driver.seconds_alone = _api.PARALLEL_COMPILE_AFTER_SECONDS
+    alone.calls = 0
+    assert digest(train(network, X, Y)[0]) == expected
+    assert team.calls > 0
+    # An explicit thread count is run as asked, compiled or not.
+    driver.seconds_alone, team.calls = 0.0, 0
+    assert digest(train(network, X, Y, n_threads=2)[0]) == expected
+    assert team.calls > 0
+
+
+_LOADS_THE_TEAM_DRIVER = """
+import numpy as np
+from fastmlp.kernels import FlatNetwork, Trainer, _api, _epochs
+rng = np.random.default_rng(0)
+network = FlatNetwork([6, 20, 4], np.float64)
+network.theta[:] = 0.1 * rng.standard_normal(network.n_params)
+X = rng.standard_normal((700, 6))
+Y = np.eye(4)[rng.integers(0, 4, 700)]
+trainer = Trainer(network, "tanh", "softmax", batch_size=64)
+Xc, Yc, no_weights = trainer.prepare(X, Y)
+trainer.run_epochs(Xc, Yc, no_weights, np.arange(700, dtype=np.int64), 1e-2)
+print(_api._parallel_driver.ready, sum(_epochs.train_epochs_parallel._cache_hits.values()))
+"""
+
+
+@two_threads
+@pytest.mark.skipif(config.DISABLE_JIT, reason="compiled kernels only")
+def test_the_team_driver_is_found_in_numbas_cache():
+    """A new process finds the team's driver that this one compiled (or loaded) in
+    Numba's on-disk cache, and loads it from there, as ``Dispatcher.compile`` would."""
+    import subprocess
+    import sys
+
+    network, X, Y = make_data(5, PLANS["copies"], 300)
+    train(network, X, Y, n_threads=2)  # compiled, and cached, where it was not
+    run = subprocess.run([sys.executable, "-c", _LOADS_THE_TEAM_DRIVER],
+                         capture_output=True, text=True, check=True)
+    assert run.stdout.split() == ["{dtype('float64'):", "True}", "1"], run.stdout
+
+
 @pytest.mark.parametrize("shape", sorted(PLANS))
 def test_a_fit_from_another_python_thread_gives_the_same_weights(shape):
     """BLAS plans run their chunks on one thread away from the main thread (OpenBLAS

@@ -157,6 +157,58 @@ def _team_size(run_plan, n_threads):
     return run_plan.n_chunks if together else 1
 
 
+#: Seconds of training a process runs on one thread, where a plan of its own choosing
+#: (``Trainer(n_threads=None)``) would run a team, before it compiles the team's driver
+#: (``_epochs.train_epochs_parallel``: about a second to compile on a new machine). Only
+#: while that driver is neither compiled nor in Numba's cache: a small first fit on a
+#: new machine does not pay for a compile that would not pay off, a long one soon does.
+#: The results are the same either way, to the bit (the chunks are the plan's).
+PARALLEL_COMPILE_AFTER_SECONDS = 1.0
+
+
+class _ParallelDriver:
+    """Whether ``train_epochs_parallel`` runs without compiling, per process."""
+
+    def __init__(self):
+        self.ready = {}  # per dtype: compiled, or loaded from the cache
+        self.seconds_alone = 0.0  # spent on one thread for want of it
+
+    def available(self, dtype, args):
+        """Whether the driver, for the types of ``args``, is compiled or can be loaded
+        from Numba's cache (then loaded); or the time on one thread has run out."""
+        if dtype not in self.ready:
+            self.ready[dtype] = _load_from_cache(_epochs.train_epochs_parallel, args)
+        return self.ready[dtype] or self.seconds_alone >= PARALLEL_COMPILE_AFTER_SECONDS
+
+
+def _load_from_cache(dispatcher, args):
+    """Whether ``dispatcher`` has code for the types of ``args`` without compiling: as
+    ``Dispatcher.compile`` looks for it, in its signatures and then in Numba's cache
+    (loaded from there, as it would be). Where Numba's internals are not as expected,
+    True: the driver compiles as before."""
+    if config.DISABLE_JIT:
+        return True
+    try:
+        from numba import typeof
+
+        argument_types = tuple(typeof(argument) for argument in args)
+        if argument_types in dispatcher.overloads:
+            return True
+        result = dispatcher._cache.load_overload(argument_types, dispatcher.targetctx)
+        if result is None:
+            return False
+        dispatcher._cache_hits[argument_types] += 1
+        dispatcher.targetctx.insert_user_function(result.entry_point, result.fndesc,
+                                                  [result.library])
+        dispatcher.add_overload(result)
+        return True
+    except Exception:  # (a Numba other than the ones this was written for)
+        return True
+
+
+_parallel_driver = _ParallelDriver()
+
+
 class TrainingInterrupted(KeyboardInterrupt):
     """Ctrl-C during :meth:`Trainer.run_epochs`: ``losses`` holds the losses of the epochs
     that were completed; the weights and optimizer state are those after the last batch
@@ -347,27 +399,33 @@ class Trainer:
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
         team_size = _team_size(run_plan, n_threads)
-        driver = _epochs.train_epochs_parallel if team_size > 1 else (
-            _epochs.train_epochs_alone)
-        epochs = _epochs.Epochs(
-            batch_size=batch_size, first_row=first_row, stop_row=stop_row,
-            shuffle_state=shuffle_state, losses=epoch_sums, last_phase=last_phase,
-            team_size=team_size,
-        )  # (all ints and arrays: as typed)
-        started = time.perf_counter()
         with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
             work.sync[:] = 0
             optimizer = _optimizers.Optimizer.of(self, learning_rate)  # (its step count too)
-            self.adam_step = driver(
-                _member_kernel(network.dtype), tile_kernel,
-                _step_kernel(network.dtype, optimizer.solver), kernel_network, data, optimizer,
-                work.buffers(), epochs,
-            )
+            kernels = (_member_kernel(network.dtype), tile_kernel,
+                       _step_kernel(network.dtype, optimizer.solver))
+            epochs = _epochs.Epochs(
+                batch_size=batch_size, first_row=first_row, stop_row=stop_row,
+                shuffle_state=shuffle_state, losses=epoch_sums, last_phase=last_phase,
+                team_size=team_size,
+            )  # (all ints and arrays: as typed)
+            arguments = (*kernels, kernel_network, data, optimizer, work.buffers(), epochs)
+            alone_for_now = (team_size > 1 and choice is not None
+                             and not _parallel_driver.available(network.dtype, arguments))
+            if alone_for_now:
+                arguments = (*arguments[:-1], epochs._replace(team_size=1))
+            driver = _epochs.train_epochs_alone if alone_for_now or team_size == 1 else (
+                _epochs.train_epochs_parallel)
+            compiled = config.DISABLE_JIT or bool(driver.signatures)  # (else: compiling)
+            started = time.perf_counter()
+            self.adam_step = driver(*arguments)
+            elapsed = time.perf_counter() - started
         rows = epoch_sums.shape[0] * (stop_row - first_row)
-        seconds_per_row = (time.perf_counter() - started) / rows
-        self.seconds_per_row = seconds_per_row
-        if choice is not None:
-            choice.record(n_threads, seconds_per_row)
+        self.seconds_per_row = elapsed / rows
+        if alone_for_now and compiled:
+            _parallel_driver.seconds_alone += elapsed
+        elif choice is not None:
+            choice.record(n_threads, self.seconds_per_row)
 
     def prepare(self, X, Y, sample_weight=None):
         """X, Y and sample_weight as the kernels take them (empty weights for none).
