@@ -420,6 +420,40 @@ def rtol_for(float32):
     return FLOAT32_RTOL if float32 else FLOAT64_RTOL
 
 
+def rounding_sensitivity(kind, params, X, y, sample_weight):
+    """How far scikit-learn's own predictions move, relative to their scale, when its
+    fit's X moves by 4 units in the last place: how much the fit amplifies a rounding.
+
+    Most fits here carry a rounding to ~1e-13 (``FLOAT64_RTOL``), but some are chaotic:
+    SGD with one row a batch, a learning rate of 0.5 and targets near 100 on a tanh
+    network took fastmlp's and scikit-learn's predictions (their tanh within 2 ulp of
+    each other, their sums in other orders) 5e-9 apart, relative. Measured on
+    scikit-learn alone, so that fastmlp's own error cannot widen its tolerance; 0 where
+    the fit fails or X is not a finite float64 array."""
+    import copy
+
+    if not (isinstance(X, np.ndarray) and X.dtype == np.float64 and np.isfinite(X).all()):
+        return 0.0
+    _, theirs_cls = ESTIMATORS[kind]
+    outputs = []
+    for factor in (1.0, 1.0 + 4 * np.finfo(np.float64).eps):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                fitted = theirs_cls(**copy.deepcopy(params)).fit(
+                    X * factor, y, sample_weight=sample_weight)
+                outputs.append(fitted.predict_proba(X) if kind == "classifier"
+                               else fitted.predict(X))
+        except Exception:
+            return 0.0
+    first, second = (np.asarray(output, dtype=np.float64) for output in outputs)
+    finite = np.isfinite(first) & np.isfinite(second)
+    if not finite.any():
+        return 0.0
+    scale = max(np.max(np.abs(first[finite])), 1.0)
+    return float(np.max(np.abs(first[finite] - second[finite])) / scale)
+
+
 # --- the tests ---------------------------------------------------------------------------
 
 
@@ -443,7 +477,8 @@ def _knife_edge(estimator, float32_negative_weights):
 NON_FINITE = "Solver produced non-finite parameter weights."
 
 
-def run_calls(kind, ours, theirs, calls, float32, huge, float32_negative_weights=False):
+def run_calls(kind, ours, theirs, calls, float32, huge, float32_negative_weights=False,
+              rtol=None):
     """Run (name, call) pairs on both estimators, comparing each outcome; stop at the
     first error.
 
@@ -470,7 +505,8 @@ def run_calls(kind, ours, theirs, calls, float32, huge, float32_negative_weights
             if ours_out.error is not None or theirs_out.error is not None:
                 return
             continue
-        assert_same_outcome(ours_out, theirs_out, theirs_before, rtol_for(float32), context)
+        assert_same_outcome(ours_out, theirs_out, theirs_before,
+                            rtol_for(float32) if rtol is None else rtol, context)
         if ours_out.error is not None or theirs_out.error is not None:
             return
 
@@ -498,7 +534,10 @@ def test_fit_predict_score_match_sklearn(kind, data):
     theirs_calls = dict(_fit_then_use(*theirs_data, kind))
     calls = [(name, lambda est, name=name: (ours_calls if est is ours else theirs_calls)[name](est))
              for name in ours_calls]
-    run_calls(kind, ours, theirs, calls, *problem[3:])
+    # Ten times scikit-learn's own spread under a rounding of X, where that is larger.
+    rtol = max(rtol_for(problem[3]),
+               10 * rounding_sensitivity(kind, params, *copies(problem[:3])[0]))
+    run_calls(kind, ours, theirs, calls, *problem[3:], rtol=rtol)
     for before, after in zip(pristine, ours_data):
         if isinstance(before, np.ndarray):
             np.testing.assert_array_equal(before, after)
