@@ -430,18 +430,14 @@ def rounding_sensitivity(kind, params, X, y, sample_weight):
     each other, their sums in other orders) 5e-9 apart, relative. Measured on
     scikit-learn alone, so that fastmlp's own error cannot widen its tolerance; 0 where
     the fit fails or X is not a finite float64 array."""
-    import copy
-
     if not (isinstance(X, np.ndarray) and X.dtype == np.float64 and np.isfinite(X).all()):
         return 0.0
-    _, theirs_cls = ESTIMATORS[kind]
     outputs = []
     for factor in (1.0, 1.0 + 4 * np.finfo(np.float64).eps):
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")
-                fitted = theirs_cls(**copy.deepcopy(params)).fit(
-                    X * factor, y, sample_weight=sample_weight)
+                fitted = both(kind, params)[1].fit(X * factor, y, sample_weight=sample_weight)
                 outputs.append(fitted.predict_proba(X) if kind == "classifier"
                                else fitted.predict(X))
         except Exception:
