@@ -289,29 +289,43 @@ class Trainer:
         sparse = nonzeros_per_row is not None
         kind = few_nonzeros(units, batch_rows, nonzeros_per_row) if sparse else None
         key = (batch_rows, in_main_thread(), kind)  # see plan(): BLAS plans depend on the thread
-        if key not in self._plans:
+        entry = self._plans.get(key)
+        if entry is None:
             run_plan = plan(units, batch_rows, self.n_threads, self.hidden, nonzeros_per_row)
             choice = None
             if run_plan.parallel and self.n_threads is None:
                 choice = ThreadChoice(run_plan.n_threads)
             kernel_network = _layers.Network.of(self.network, run_plan, self.hidden, self.output)
             tile_kernel = _tile_kernel_for(self.network, self.hidden, self.output, sparse)
-            self._plans[key] = (run_plan, choice, kernel_network, tile_kernel)
-        run_plan, choice, kernel_network, tile_kernel = self._plans[key]
+            # The last two: the workspace this plan was last checked against, and its
+            # buffers as the plan takes them (the check and the view, once per workspace).
+            entry = self._plans[key] = [run_plan, choice, kernel_network, tile_kernel, None,
+                                        None]
+        run_plan, choice, kernel_network, tile_kernel, checked, buffers = entry
         work = self._workspace
-        if work is None or not work.fits(self.network, run_plan, sparse, batch_rows):
-            n_states = 2 if self.solver == "adam" else 1
-            tile, scratch = (0, 0) if work is None else (work.tile, work.scratch_size)
-            # Room for dense rows once any run needed it: a workspace serves both kinds.
-            sparse = sparse and (work is None or not work.gathers)
-            # As many chunks as any plan so far (the plan of the most, its step).
-            widest = run_plan
-            if work is not None and work.n_chunks > run_plan.n_chunks:
-                widest = dataclasses.replace(run_plan, n_chunks=work.n_chunks,
-                                             replicated_step=work.replicated)
-            work = Workspace(self.network, widest, n_states, tile, scratch, sparse, batch_rows)
-            self._workspace = work
-        return run_plan, work.for_chunks(run_plan.n_chunks), choice, kernel_network, tile_kernel
+        if work is None or work is not checked:
+            if work is None or not work.fits(self.network, run_plan, sparse, batch_rows):
+                work = self._new_workspace(run_plan, sparse, batch_rows)
+            buffers = work.for_chunks(run_plan.n_chunks)
+            entry[4:] = work, buffers
+        return run_plan, buffers, choice, kernel_network, tile_kernel
+
+    def _new_workspace(self, run_plan, sparse, batch_rows):
+        """A workspace for ``run_plan`` and every plan the current one served (see
+        ``_plan_for``), which replaces it."""
+        work = self._workspace
+        n_states = 2 if self.solver == "adam" else 1
+        tile, scratch = (0, 0) if work is None else (work.tile, work.scratch_size)
+        # Room for dense rows once any run needed it: a workspace serves both kinds.
+        sparse = sparse and (work is None or not work.gathers)
+        # As many chunks as any plan so far (the plan of the most, its step).
+        widest = run_plan
+        if work is not None and work.n_chunks > run_plan.n_chunks:
+            widest = dataclasses.replace(run_plan, n_chunks=work.n_chunks,
+                                         replicated_step=work.replicated)
+        work = Workspace(self.network, widest, n_states, tile, scratch, sparse, batch_rows)
+        self._workspace = work
+        return work
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
                    last_phase=_layers.PHASE_UPDATE, random_state=None):
@@ -399,7 +413,7 @@ class Trainer:
             choice = None
         n_threads = run_plan.n_threads if choice is None else choice.next()
         team_size = _team_size(run_plan, n_threads)
-        with self._running, parallel_section(n_threads, run_plan.blas_in_threads):
+        with self._running:
             work.sync[:] = 0
             optimizer = _optimizers.Optimizer.of(self, learning_rate)  # (its step count too)
             kernels = (_member_kernel(network.dtype), tile_kernel,
@@ -414,14 +428,16 @@ class Trainer:
                              and not _parallel_driver.available(network.dtype, arguments))
             if alone_for_now:
                 arguments = (*arguments[:-1], epochs._replace(team_size=1))
-            driver = _epochs.train_epochs_alone if alone_for_now or team_size == 1 else (
-                _epochs.train_epochs_parallel)
+            alone = alone_for_now or team_size == 1
+            driver = _epochs.train_epochs_alone if alone else _epochs.train_epochs_parallel
             # (else: compiling). Not ``driver.signatures``: that hashes every argument
             # type anew, about 0.1 ms a call for these structures.
             compiled = config.DISABLE_JIT or bool(driver.overloads)
-            started = time.perf_counter()
-            self.adam_step = driver(*arguments)
-            elapsed = time.perf_counter() - started
+            # One thread alone opens no parallel region: Numba's thread count stays.
+            with parallel_section(None if alone else n_threads, run_plan.blas_in_threads):
+                started = time.perf_counter()
+                self.adam_step = driver(*arguments)
+                elapsed = time.perf_counter() - started
         rows = epoch_sums.shape[0] * (stop_row - first_row)
         self.seconds_per_row = elapsed / rows
         if alone_for_now and compiled:

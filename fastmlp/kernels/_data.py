@@ -64,7 +64,8 @@ class Data(NamedTuple):
                 f"sample_weight has {sample_weight.shape[0]} values for {n_rows} rows.")
         if order.dtype != np.int64 or order.ndim != 1 or not order.flags.c_contiguous:
             raise ValueError("order must be a 1-d C-contiguous int64 array.")
-        if order.shape[0] > 0 and (order.min() < 0 or order.max() >= n_rows):
+        # One pass for both bounds: a negative index, read as unsigned, is above any.
+        if order.shape[0] > 0 and order.view(np.uint64).max() >= n_rows:
             raise ValueError(f"order must hold row indices of X, in [0, {n_rows}).")
         return cls(
             X=_read_only(dense), Y=_read_only(Y), sample_weight=_read_only(sample_weight),
@@ -99,10 +100,15 @@ def kernel_X(X, dtype):
 
 def kernel_arrays(X, Y, sample_weight, dtype):
     """X (see :func:`kernel_X`), Y and sample_weight (None: empty, for unit weights) as
-    the kernels take them."""
+    the kernels take them: dense arrays read-only (views where they were writable), as
+    :class:`Data` holds them, so that a caller who trains on them epoch after epoch
+    makes those views once."""
     if sample_weight is None:
         sample_weight = empty_weights(dtype)
-    return kernel_X(X, dtype), _kernel_array(Y, dtype), _kernel_array(sample_weight, dtype)
+    X = kernel_X(X, dtype)
+    if not scipy.sparse.issparse(X):
+        X = _read_only(X)
+    return X, _read_only(_kernel_array(Y, dtype)), _read_only(_kernel_array(sample_weight, dtype))
 
 
 def _read_only(values):

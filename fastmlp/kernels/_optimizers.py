@@ -39,8 +39,13 @@ class Optimizer(NamedTuple):
     def of(cls, trainer, learning_rate):
         """The optimizer of a :class:`~fastmlp.kernels._api.Trainer` (its settings and
         state are its attributes of the same names) for a call at ``learning_rate``."""
-        return make(cls, trainer.network.dtype, **{
-            **vars(trainer), "solver": SOLVERS[trainer.solver], "learning_rate": learning_rate})
+        return make(
+            cls, trainer.network.dtype, state_1=trainer.state_1, state_2=trainer.state_2,
+            solver=SOLVERS[trainer.solver], adam_step=trainer.adam_step,
+            learning_rate=learning_rate, alpha=trainer.alpha, momentum=trainer.momentum,
+            nesterov=trainer.nesterov, beta_1=trainer.beta_1, beta_2=trainer.beta_2,
+            epsilon=trainer.epsilon,
+        )
 
 
 @njit(cache=True, error_model="numpy", inline="always")

@@ -45,11 +45,16 @@ if "NUMBA_THREADING_LAYER" not in os.environ and config.THREADING_LAYER == "defa
 _PARALLEL_LOCK = threading.Lock()
 
 
+_layer = {}  # the threading layer, once a parallel region has chosen it
+
+
 def _layer_is_thread_safe():
-    try:
-        return numba.threading_layer() != "workqueue"
-    except ValueError:  # no parallel region launched yet: decided by the configured layer
-        return config.THREADING_LAYER in ("threadsafe", "tbb", "omp")
+    if "name" not in _layer:
+        try:
+            _layer["name"] = numba.threading_layer()  # (fixed for the process once chosen)
+        except ValueError:  # no parallel region launched yet: decided by the configured layer
+            return config.THREADING_LAYER in ("threadsafe", "tbb", "omp")
+    return _layer["name"] != "workqueue"
 
 
 _state = {"forked_after_openmp": False}
@@ -144,27 +149,66 @@ def _one_blas_thread_here():
             setter(count)
 
 
-@contextmanager
-def parallel_section(n_threads, blas_in_threads=False):
-    """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after.
+class parallel_section:
+    """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after
+    (a context manager).
 
     With ``blas_in_threads`` every thread calls BLAS itself, so BLAS is held to one thread
     of its own meanwhile (the first section to start sets the limit, the last to end
     lifts it; away from the main thread, the calling thread's own count too).
+
+    It runs around every engine call, so the usual section (no BLAS limit, a thread-safe
+    layer, the count already right) does no more than read the count: written with
+    ``contextlib`` (a generator and an ``ExitStack``) it took 13 µs, more than a small
+    network's epoch, and now about 3 (``python -m timeit`` on an empty section, on a
+    2-core AMD EPYC).
     """
-    with ExitStack() as stack:
-        if blas_in_threads:
-            _limit_blas()
-            stack.callback(_unlimit_blas)
-            if not in_main_thread():
-                stack.enter_context(_one_blas_thread_here())
-        if parallel_regions_allowed():  # (else one thread, and no region runs: see above)
-            previous = numba.get_num_threads()
-            numba.set_num_threads(n_threads)
-            stack.callback(numba.set_num_threads, previous)
-            if not _layer_is_thread_safe():
-                stack.enter_context(_PARALLEL_LOCK)
-        yield
+
+    __slots__ = ("n_threads", "blas_in_threads", "previous", "stack")
+
+    def __init__(self, n_threads, blas_in_threads=False):
+        # n_threads None: no parallel region runs in the section (BLAS's limit only).
+        self.n_threads, self.blas_in_threads = n_threads, blas_in_threads
+        self.previous = self.stack = None
+
+    def __enter__(self):
+        if self.n_threads is None and not self.blas_in_threads:
+            return self
+        if self.blas_in_threads or not _layer_is_thread_safe():
+            self.stack = self._enter_all()
+        elif parallel_regions_allowed():  # (else one thread, and no region runs: see above)
+            current = numba.get_num_threads()
+            if current != self.n_threads:
+                numba.set_num_threads(self.n_threads)
+                self.previous = current
+        return self
+
+    def _enter_all(self):
+        stack = ExitStack()
+        with ExitStack() as entering:  # closes what was entered if a step fails
+            entering.enter_context(stack)
+            if self.blas_in_threads:
+                _limit_blas()
+                stack.callback(_unlimit_blas)
+                if not in_main_thread():
+                    stack.enter_context(_one_blas_thread_here())
+            if self.n_threads is not None and parallel_regions_allowed():
+                current = numba.get_num_threads()
+                if current != self.n_threads:
+                    numba.set_num_threads(self.n_threads)
+                    stack.callback(numba.set_num_threads, current)
+                if not _layer_is_thread_safe():
+                    stack.enter_context(_PARALLEL_LOCK)
+            entering.pop_all()
+        return stack
+
+    def __exit__(self, *exception):
+        if self.stack is not None:
+            stack, self.stack = self.stack, None
+            stack.close()
+        elif self.previous is not None:
+            previous, self.previous = self.previous, None
+            numba.set_num_threads(previous)
 
 
 class ThreadChoice:
@@ -177,13 +221,20 @@ class ThreadChoice:
     the choice is free to follow the machine.
 
     Each count is timed as it runs, keeping the last time, so that a change of state
-    shows. A call on another count than the call before is not timed: threads that sat
-    idle wake slowly, and the first call after a switch would look slow. The plan's
-    threads run unless one thread took under ``MARGIN`` of their time; every
-    ``RETRY_EVERY`` calls the other count runs twice, to be timed again.
+    shows. A call of the plan's threads after a call on one is not timed: threads that
+    sat idle wake slowly, and that call would look slow. The plan's threads run unless
+    one thread took under ``MARGIN`` of their time. The count not chosen is timed again
+    now and then: while one thread runs, the threads run twice every ``RETRY_EVERY``
+    calls (woken, then timed), to see the second core come back; while the threads
+    run, one thread runs once every ``RETRY_ONE_EVERY`` calls. That retry is rarer
+    because the threads' own time, measured on every call, already shows a slow second
+    core, and each retry costs a call at one thread's speed (about half the threads'
+    when the machine is quiet: one call in eight, at ``RETRY_EVERY`` calls, made a
+    notebook step 12 % slower on average).
     """
 
     RETRY_EVERY = 16
+    RETRY_ONE_EVERY = 64
     MARGIN = 0.8
 
     def __init__(self, n_threads):
@@ -202,18 +253,18 @@ class ThreadChoice:
     def next(self):
         """The thread count for the next call."""
         self.calls += 1
-        preferred = self._preferred()
-        other = self.counts[1] if preferred == self.counts[0] else self.counts[0]
+        threads, one = self.counts
         untimed = [count for count in self.counts if count not in self.seconds]
         if untimed:
             count = untimed[0]
-        elif self.calls % self.RETRY_EVERY in (0, 1):
-            count = other
+        elif self._preferred() == one:
+            count = threads if self.calls % self.RETRY_EVERY in (0, 1) else one
         else:
-            count = preferred
+            count = one if self.calls % self.RETRY_ONE_EVERY == 0 else threads
         self.previous, self.current = self.current, count
         return count
 
     def record(self, n_threads, seconds_per_row):
-        if n_threads == self.current == self.previous:
+        if n_threads == self.current and (n_threads == self.previous
+                                          or n_threads == self.counts[1]):
             self.seconds[n_threads] = seconds_per_row
