@@ -149,7 +149,8 @@ def _check_labels(y, n_samples, n_classes):
         labels = check_finite_array(y, "y", np.float64, 1).astype(np.int64)  # int(cls_idx)
     if labels.shape[0] != n_samples:
         raise ValueError(f"y has {labels.shape[0]} labels for {n_samples} samples.")
-    if np.any(labels < 0) or np.any(labels >= n_classes):
+    # One pass for both bounds: a negative label, read as unsigned, is above any.
+    if labels.size and labels.view(np.uint64).max() >= n_classes:
         raise ValueError(f"Class labels must lie in [0, {n_classes}); got {np.unique(labels)}.")
     return labels
 
