@@ -325,6 +325,8 @@ class Trainer:
                                          replicated_step=work.replicated)
         work = Workspace(self.network, widest, n_states, tile, scratch, sparse, batch_rows)
         self._workspace = work
+        for entry in self._plans.values():  # let the old workspace go: none holds it now
+            entry[4:] = None, None
         return work
 
     def run_epochs(self, X, Y, sample_weight, order, learning_rate, n_epochs=1,
