@@ -532,6 +532,25 @@ def test_thread_choice_follows_the_faster_count():
 
 
 @two_threads
+def test_trainers_of_one_shape_share_their_thread_choice():
+    """A grid search makes a trainer per fit: each learns from what the ones before it
+    measured instead of timing one thread again. Another shape, batch or solver has a
+    choice of its own."""
+    def choice(units, batch_size=64, solver="adam"):
+        network = FlatNetwork(units, np.float64)
+        trainer = Trainer(network, "relu", "softmax", solver=solver, batch_size=batch_size)
+        run_plan, _, thread_choice = trainer._plan_for(batch_size)
+        assert run_plan.parallel
+        return thread_choice
+
+    first = choice([20, 64, 3])
+    assert choice([20, 64, 3]) is first
+    assert choice([20, 64, 4]) is not first
+    assert choice([20, 64, 3], batch_size=80) is not first
+    assert choice([20, 64, 3], solver="sgd") is not first
+
+
+@two_threads
 @pytest.mark.parametrize("units", [[10, 64, 32, 3], [150, 256, 12]], ids=["loops", "blas"])
 def test_calls_from_four_python_threads_give_the_serial_results(units):
     """Concurrent calls give what one call from one thread gives, bitwise (BLAS plans:
