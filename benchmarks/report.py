@@ -36,7 +36,7 @@ SUBNORMALS_NOTE = (
     "W2's epochs are timed after thousands of epochs back to back: by then some weights and"
     ' Adam moments of its dead ReLU units have decayed into subnormal numbers, which some '
     "processors compute far more slowly (an Intel Xeon took 2 to 3 ms an epoch instead of "
-    "0.26 ms; on AMD EPYCs, as in this run, the epoch stays near 0.3 ms), and every "
+    "0.26 ms; on the AMD EPYCs measured, the epoch time does not grow with them), and every "
     "implementation that trains scikit-learn's weights holds the same ones (`python -m "
     'benchmarks.subnormals W2` shows the epoch time against their count). A whole fit of '
     "W2's data is E2 below."
