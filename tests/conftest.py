@@ -80,3 +80,13 @@ ALL_OUTPUTS = sorted(OUTPUTS)
 def rng(request):
     # A fresh, reproducible stream per test: the seed comes from the test's name.
     return np.random.default_rng(zlib.crc32(request.node.nodeid.encode()))
+
+
+@pytest.fixture(autouse=True)
+def _own_thread_choices(monkeypatch):
+    """Each test starts with no thread choices measured: trainers of one shape share
+    theirs in a process (``fastmlp.kernels._api._shared_choice``), and a test that counts
+    which driver ran must not depend on what earlier tests timed."""
+    from fastmlp.kernels import _api
+
+    monkeypatch.setattr(_api, "_choices", {})

@@ -422,8 +422,10 @@ def _worker_pids(dask_client):
 
 
 def _wait_for_workers(dask_client):
-    """Until the nanny has restarted the killed worker (later tests want two again)."""
-    dask_client.wait_for_workers(2, timeout=120)
+    """Until the nanny has restarted the killed worker (later tests want two again). The
+    wait is long: a restarted worker imports NumPy, Numba and fastmlp afresh, and on a
+    loaded 2-core machine 120 s were once not enough."""
+    dask_client.wait_for_workers(2, timeout=600)
 
 
 def _killing_after(monkeypatch, calls, dask_client, pick=None):
