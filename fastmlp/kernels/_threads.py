@@ -149,6 +149,16 @@ def _one_blas_thread_here():
             setter(count)
 
 
+def _set_num_threads(n_threads):
+    """Set Numba's thread count for this thread; the count before, or None where it was
+    ``n_threads`` already (then nothing is set)."""
+    current = numba.get_num_threads()
+    if current == n_threads:
+        return None
+    numba.set_num_threads(n_threads)
+    return current
+
+
 class parallel_section:
     """Run Numba's parallel regions on ``n_threads`` threads, restoring the count after
     (a context manager).
@@ -177,10 +187,7 @@ class parallel_section:
         if self.blas_in_threads or not _layer_is_thread_safe():
             self.stack = self._enter_all()
         elif parallel_regions_allowed():  # (else one thread, and no region runs: see above)
-            current = numba.get_num_threads()
-            if current != self.n_threads:
-                numba.set_num_threads(self.n_threads)
-                self.previous = current
+            self.previous = _set_num_threads(self.n_threads)
         return self
 
     def _enter_all(self):
@@ -193,10 +200,9 @@ class parallel_section:
                 if not in_main_thread():
                     stack.enter_context(_one_blas_thread_here())
             if self.n_threads is not None and parallel_regions_allowed():
-                current = numba.get_num_threads()
-                if current != self.n_threads:
-                    numba.set_num_threads(self.n_threads)
-                    stack.callback(numba.set_num_threads, current)
+                previous = _set_num_threads(self.n_threads)
+                if previous is not None:
+                    stack.callback(numba.set_num_threads, previous)
                 if not _layer_is_thread_safe():
                     stack.enter_context(_PARALLEL_LOCK)
             entering.pop_all()
