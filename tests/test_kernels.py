@@ -28,6 +28,7 @@ from fastmlp.kernels import (
     _random,
     _shallow,
 )
+from fastmlp.kernels._threads import parallel_section
 
 fast_inputs = pytest.mark.fast_inputs
 two_threads = pytest.mark.skipif(
@@ -553,11 +554,13 @@ def test_trainers_of_one_shape_share_their_thread_choice():
 @two_threads
 @pytest.mark.parametrize("units", [[10, 64, 32, 3], [150, 256, 12]], ids=["loops", "blas"])
 def test_calls_from_four_python_threads_give_the_serial_results(units):
-    """Concurrent calls give what one call from one thread gives, bitwise (BLAS plans:
-    what one call from a thread other than the main one gives, see kernels.plan)."""
+    """Concurrent calls on two threads each give, bitwise, what one call on one thread
+    from the main thread gives. BLAS plans hold BLAS to one thread until the last
+    concurrent call ends: a call that lifted the limit while another ran once gave that
+    one products on BLAS's threads, other in the last bit."""
     coefs, intercepts, X, Y, _ = make_problem(13, units, 1000, "softmax")
     network = FlatNetwork.from_arrays(coefs, intercepts)
-    results, errors = [None] * 5, []
+    results, errors = [None] * 4, []
 
     def work(slot, barrier, repeats):
         try:
@@ -570,10 +573,9 @@ def test_calls_from_four_python_threads_give_the_serial_results(units):
         except Exception as error:  # surfaced in the main thread below
             errors.append(error)
 
-    alone = threading.Thread(target=work, args=(4, threading.Barrier(1), 1))
-    alone.start()
-    alone.join(timeout=300)
-    expected_weights, expected_grads = results.pop()
+    expected_weights = train_copy(network, X, Y, n_threads=1)
+    expected_grads = kernels.loss_and_gradients(coefs, intercepts, X, Y, "relu", "softmax",
+                                                0.1, None, 1)
     barrier = threading.Barrier(4)
     threads = [threading.Thread(target=work, args=(slot, barrier, 3)) for slot in range(4)]
     for thread in threads:
@@ -581,11 +583,61 @@ def test_calls_from_four_python_threads_give_the_serial_results(units):
     for thread in threads:
         thread.join(timeout=300)
     assert not errors, errors
-    for weights, (loss, coef_grads, _) in results:
+    for weights, (loss, coef_grads, intercept_grads) in results:
         np.testing.assert_array_equal(weights, expected_weights)
         assert loss == expected_grads[0]
-        for got, want in zip(coef_grads, expected_grads[1]):
+        for got, want in zip(coef_grads + intercept_grads,
+                             expected_grads[1] + expected_grads[2]):
             np.testing.assert_array_equal(got, want)
+
+
+@two_threads
+def test_blas_stays_on_one_thread_until_the_last_section_ends():
+    """Two BLAS sections on two Python threads, the first ending while the second runs:
+    BLAS stays on one thread until the second ends, then has its count back. Here the
+    main thread controls OpenBLAS for threadpoolctl, which then ignores other threads'
+    limits; the limit holds all the same."""
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    def blas_threads():
+        return [lib["num_threads"] for lib in threadpool_info() if lib["user_api"] == "blas"]
+
+    first_in, second_in, first_out = (threading.Event() for _ in range(3))
+    seen, errors = {}, []
+
+    def first():
+        try:
+            with parallel_section(None, blas_in_threads=True):
+                first_in.set()
+                assert second_in.wait(timeout=60)
+                seen["both"] = blas_threads()
+        except Exception as error:  # surfaced in the main thread below
+            errors.append(error)
+        finally:
+            first_out.set()
+
+    def second():
+        try:
+            assert first_in.wait(timeout=60)
+            with parallel_section(None, blas_in_threads=True):
+                second_in.set()
+                assert first_out.wait(timeout=60)
+                seen["second alone"] = blas_threads()
+        except Exception as error:
+            errors.append(error)
+
+    with threadpool_limits(limits=2, user_api="blas"):  # the main thread takes control
+        before = blas_threads()
+        threads = [threading.Thread(target=first), threading.Thread(target=second)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=120)
+        after = blas_threads()
+    assert not errors, errors
+    assert max(before) == 2
+    assert seen == {"both": [1] * len(before), "second alone": [1] * len(before)}
+    assert after == before
 
 
 @two_threads

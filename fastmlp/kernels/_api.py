@@ -16,7 +16,7 @@ from fastmlp.kernels._buffers import FlatNetwork, Workspace, aligned_copy, align
 from fastmlp.kernels._calls import CompiledKernel, pointer_type
 from fastmlp.kernels._data import Data, empty_weights, kernel_arrays, kernel_X, nonzeros_per_row
 from fastmlp.kernels._planner import MIN_ROWS_PER_THREAD, few_nonzeros, plan
-from fastmlp.kernels._threads import ThreadChoice, in_main_thread, parallel_section
+from fastmlp.kernels._threads import ThreadChoice, parallel_section
 
 #: Rows of X that ``loss_and_gradients`` and ``predict`` work per engine call: a call on
 #: millions of rows is cut into engine calls of this many rows, between which Ctrl-C is
@@ -309,7 +309,7 @@ class Trainer:
         units = self.network.units
         sparse = nonzeros_per_row is not None
         kind = few_nonzeros(units, batch_rows, nonzeros_per_row) if sparse else None
-        key = (batch_rows, in_main_thread(), kind)  # see plan(): BLAS plans depend on the thread
+        key = (batch_rows, kind)
         entry = self._plans.get(key)
         if entry is None:
             run_plan = plan(units, batch_rows, self.n_threads, self.hidden, nonzeros_per_row)

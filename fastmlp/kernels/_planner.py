@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from fastmlp.kernels import _shallow
-from fastmlp.kernels._threads import in_main_thread, resolve_n_threads
+from fastmlp.kernels._threads import resolve_n_threads
 
 #: Rows per tile for the loop kernels: a tile's activations stay in L1/L2 cache.
 LOOP_TILE_ROWS = 64
@@ -103,12 +103,7 @@ def plan(units, batch_rows, n_threads=None, hidden=None, nonzeros_per_row=None):
     n_chunks = CHUNKS if batch_rows >= MIN_ROWS_PER_THREAD * CHUNKS else 1
     if few_nonzeros(units, batch_rows, nonzeros_per_row):
         n_chunks = 1
-    # BLAS layers inside threads need BLAS held to one thread of its own, which OpenBLAS
-    # has been seen to honour only when set from the main thread: from other threads
-    # BLAS plans work their chunks on one thread (still with BLAS held to one thread).
     threads = min(n_threads, n_chunks)
-    if use_blas.any() and not in_main_thread():
-        threads = 1
     rows_per_chunk = -(-batch_rows // n_chunks)
     if use_blas.any():
         tile_rows = BLAS_TILE_ROWS

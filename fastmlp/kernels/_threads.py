@@ -14,14 +14,16 @@ same as in the parent. TBB's layer is fork-safe, and so is a child of a process 
 never ran a region.
 
 Plans whose threads call BLAS themselves hold BLAS to one thread of its own while they
-run (threadpoolctl), and give it back its thread count after.
+run, and give it back its thread count after (the libraries found by threadpoolctl,
+OpenBLAS's count set directly: see ``_openblas_setter``).
 """
 
 import ctypes
 import functools
+import itertools
 import os
 import threading
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from numbers import Integral
 
 import numba
@@ -96,57 +98,77 @@ def resolve_n_threads(n_threads):
 
 
 _BLAS_LOCK = threading.Lock()
-_blas = {"controller": None, "limit": None, "users": 0}
+_blas = {"users": 0, "saved": ()}
 
 
-def _limit_blas():
-    """Hold BLAS to one thread until the matching :func:`_unlimit_blas`; nests and is
-    shared across Python threads (the first to enter sets the limit, the last lifts it)."""
-    with _BLAS_LOCK:
-        if _blas["controller"] is None:
-            import scipy.linalg.cython_blas  # noqa: F401  (Numba's BLAS, loaded first)
-            from threadpoolctl import ThreadpoolController
+def _openblas_setter(library):
+    """OpenBLAS's own ``openblas_set_num_threads`` (with the library's symbol affixes),
+    called directly.
 
-            _blas["controller"] = ThreadpoolController()  # finds the libraries once
-        if _blas["users"] == 0:
-            _blas["limit"] = _blas["controller"].limit(limits=1, user_api="blas")
-        _blas["users"] += 1
-
-
-def _unlimit_blas():
-    with _BLAS_LOCK:
-        _blas["users"] -= 1
-        if _blas["users"] == 0:
-            _blas["limit"].restore_original_limits()
+    threadpoolctl lets only the first Python thread that sets OpenBLAS's process-wide
+    count change it again while that thread lives, and ignores every other thread
+    without a word. Sections run on any thread, and one that ends may not be the one
+    that began the limit, so fastmlp sets the count itself."""
+    dynlib = ctypes.CDLL(library.filepath)
+    for prefix, suffix in itertools.product(("", "scipy_"), ("", "64_", "_64")):
+        if hasattr(dynlib, f"{prefix}openblas_get_num_threads{suffix}"):
+            setter = getattr(dynlib, f"{prefix}openblas_set_num_threads{suffix}", None)
+            if setter is not None:
+                setter.restype, setter.argtypes = None, [ctypes.c_int]
+            return setter
+    return None
 
 
 @functools.cache
-def _thread_local_blas_setters():
-    """OpenBLAS's ``openblas_set_num_threads_local`` of each OpenBLAS loaded (0.3.27 and
-    later have it): a thread count for the calling thread alone. OpenBLAS ignores the
-    process-wide count when it is set from a thread other than the main one, and its
-    threads round a product otherwise than its single thread does."""
-    _limit_blas()  # finds the libraries
-    _unlimit_blas()
-    setters = []
-    for library in _blas["controller"].select(internal_api="openblas").lib_controllers:
-        setter = getattr(ctypes.CDLL(library.filepath), "openblas_set_num_threads_local", None)
-        if setter is not None:
-            setter.restype, setter.argtypes = ctypes.c_int, [ctypes.c_int]
-            setters.append(setter)
-    return tuple(setters)
+def _blas_libraries():
+    """Each BLAS library loaded, as ``(get, set, per_thread)``: its thread count's getter
+    and setter, and whether that count is the calling thread's own (OpenBLAS built on
+    OpenMP) rather than the process's (OpenBLAS's own threads, MKL, BLIS)."""
+    import scipy.linalg.cython_blas  # noqa: F401  (Numba's BLAS, loaded first)
+    from threadpoolctl import ThreadpoolController
+
+    libraries = []
+    for library in ThreadpoolController().select(user_api="blas").lib_controllers:
+        per_thread = getattr(library, "threading_layer", None) == "openmp"
+        setter = None
+        if library.internal_api == "openblas" and not per_thread:
+            setter = _openblas_setter(library)
+        libraries.append((library.get_num_threads, setter or library.set_num_threads,
+                          per_thread))
+    return tuple(libraries)
 
 
-@contextmanager
-def _one_blas_thread_here():
-    """BLAS on one thread for the calling thread, restored after."""
-    setters = _thread_local_blas_setters()
-    previous = [setter(1) for setter in setters]
-    try:
-        yield
-    finally:
-        for setter, count in zip(setters, previous):
-            setter(count)
+def _limit_blas():
+    """Hold BLAS to one thread until the matching :func:`_unlimit_blas` (given what this
+    returns). A process-wide count is set by the first section to start and restored by
+    the last to end, whichever threads they run on: a section that restored the count
+    it found while another still ran would let that one's products run on BLAS's
+    threads, with other roundings (four Python threads calling the engine at once
+    were seen to differ in the last bit that way). A count of the calling thread's own
+    is set and restored by each section."""
+    libraries = _blas_libraries()
+    with _BLAS_LOCK:
+        if _blas["users"] == 0:
+            _blas["saved"] = [(set_, get()) for get, set_, per_thread in libraries
+                              if not per_thread]
+            for set_, _ in _blas["saved"]:
+                set_(1)
+        _blas["users"] += 1
+    own = [(set_, get()) for get, set_, per_thread in libraries if per_thread]
+    for set_, _ in own:
+        set_(1)
+    return own
+
+
+def _unlimit_blas(own):
+    for set_, count in reversed(own):
+        set_(count)
+    with _BLAS_LOCK:
+        _blas["users"] -= 1
+        if _blas["users"] == 0:
+            for set_, count in reversed(_blas["saved"]):
+                set_(count)
+            _blas["saved"] = ()
 
 
 def _set_num_threads(n_threads):
@@ -165,7 +187,7 @@ class parallel_section:
 
     With ``blas_in_threads`` every thread calls BLAS itself, so BLAS is held to one thread
     of its own meanwhile (the first section to start sets the limit, the last to end
-    lifts it; away from the main thread, the calling thread's own count too).
+    lifts it: ``_limit_blas``).
 
     It runs around every engine call, so the usual section (no BLAS limit, a thread-safe
     layer, the count already right) does no more than read the count: written with
@@ -195,10 +217,7 @@ class parallel_section:
         with ExitStack() as entering:  # closes what was entered if a step fails
             entering.enter_context(stack)
             if self.blas_in_threads:
-                _limit_blas()
-                stack.callback(_unlimit_blas)
-                if not in_main_thread():
-                    stack.enter_context(_one_blas_thread_here())
+                stack.callback(_unlimit_blas, _limit_blas())
             if self.n_threads is not None and parallel_regions_allowed():
                 previous = _set_num_threads(self.n_threads)
                 if previous is not None:
