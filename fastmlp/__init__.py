@@ -1,10 +1,13 @@
 """fastmlp: fast multilayer perceptrons on the CPU, proven against a NumPy reference."""
 
-from fastmlp.engine import loss_and_gradients
-from fastmlp.estimators import MLPClassifier, MLPRegressor
-from fastmlp.kernels import warmup
-from fastmlp.persistence import load, save
-from fastmlp.profiling import profile
+from fastmlp._gc import collection_paused
+
+with collection_paused():  # (a full collection of the process's objects: see _gc)
+    from fastmlp.engine import loss_and_gradients
+    from fastmlp.estimators import MLPClassifier, MLPRegressor
+    from fastmlp.kernels import warmup
+    from fastmlp.persistence import load, save
+    from fastmlp.profiling import profile
 
 __version__ = "0.2.0"
 

@@ -168,3 +168,25 @@ def test_ctrl_c_in_a_long_epoch_stops_the_fit_there():
     assert result["n_iter"] == result["curve"] == 0
     assert result["weights_are_the_engines"] and result["finite"]
     assert result["predicts"] == 10
+
+
+@pytest.mark.parametrize("collector", ["on", "off"])
+def test_import_and_first_fit_leave_the_garbage_collector_as_they_found_it(collector):
+    """fastmlp holds the collector off while it imports and loads its kernels
+    (``fastmlp._gc``), and gives it back as it was: on, or off where the user had it
+    off."""
+    code = textwrap.dedent(f"""
+        import gc
+        if "{collector}" == "off":
+            gc.disable()
+        import numpy as np
+        import fastmlp
+        after_import = gc.isenabled()
+        X = np.random.default_rng(0).standard_normal((40, 3))
+        fastmlp.MLPClassifier(max_iter=2).fit(X, X[:, 0] > 0)
+        print(after_import, gc.isenabled())
+    """)
+    done = run_python(code)
+    assert done.returncode == 0, done.stderr
+    expected = "True True" if collector == "on" else "False False"
+    assert done.stdout.split() == expected.split()

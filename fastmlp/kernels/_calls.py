@@ -20,6 +20,8 @@ from contextlib import contextmanager
 
 from numba import config, types
 
+from fastmlp._gc import collection_paused
+
 #: A compile still running after this long is announced (loading a kernel from Numba's
 #: cache takes milliseconds, and is not).
 ANNOUNCE_AFTER_SECONDS = 0.5
@@ -73,7 +75,7 @@ class CompiledKernel:
         self.dispatcher = dispatcher
         self.signature = signature
         if not config.DISABLE_JIT:
-            with announced_compile():
+            with announced_compile(), collection_paused():  # (see fastmlp._gc)
                 result = dispatcher.get_compile_result(signature)
             self.address = result.library.get_pointer_to_function(
                 result.fndesc.llvm_cfunc_wrapper_name
