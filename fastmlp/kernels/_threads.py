@@ -79,10 +79,6 @@ def parallel_regions_allowed():
     return not _state["forked_after_openmp"]
 
 
-def in_main_thread():
-    return threading.current_thread() is threading.main_thread()
-
-
 def resolve_n_threads(n_threads):
     """The number of threads to use: all of Numba's by default, at most that many; one in
     a child forked after OpenMP regions ran."""
