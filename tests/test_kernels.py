@@ -154,6 +154,8 @@ EXECUTION_PATHS = {
     "serial loops": ([5, 9, 3], 37, 1, dict(parallel=False, blas=False)),
     "parallel loops": ([6, 40, 20, 4], 301, 2, dict(parallel=True, blas=False)),
     "parallel, short batch": ([3, 5, 2], 33, 2, dict(parallel=True, blas=False)),
+    # Ten classes: an output layer under NARROW_OUTPUTS, on the transposed loops.
+    "loops, ten outputs": ([12, 40, 10], 301, 2, dict(parallel=True, blas=False)),
     "blas": ([200, 256, 12], 70, 1, dict(parallel=False, blas=True)),
     "blas in each thread": ([200, 256, 12], 70, 2, dict(parallel=True, blas=True)),
     "blas and loops": ([3, 200, 256, 4], 70, 2, dict(parallel=True, blas=True)),
@@ -729,7 +731,7 @@ def test_loop_products_for_every_remainder(rng):
     products. So do the forms for layers with few outputs."""
     for fan_in in range(1, 10):
         for rows in range(1, 10):
-            for fan_out in (1, 3, 17):
+            for fan_out in (1, 2, 3, 10, 17):
                 A = rng.standard_normal((rows + 2, fan_in))
                 A[:, ::3] = 0.0  # ReLU zeros: whole blocks of them for small fan_in
                 W = rng.standard_normal((fan_in, fan_out))
@@ -752,6 +754,7 @@ def test_loop_products_for_every_remainder(rng):
                 Z[:] = np.nan
                 _layers._dense_narrow(A, WT, b, Z, rows)
                 np.testing.assert_allclose(Z[:rows], A[:rows] @ W + b, rtol=1e-13, atol=1e-13)
+                assert np.isnan(Z[rows:]).all()
                 GT, g = np.full((fan_out, fan_in), np.nan), rng.standard_normal(fan_out)
                 expected_g = g + D[:rows].sum(0)
                 _layers._grad_narrow(A, D, GT, g, rows)

@@ -48,8 +48,8 @@ PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
 #: the gradient: a loop over a few outputs vectorizes poorly (10 outputs: two vectors of
 #: four and two lanes alone), one over the inputs well. A 64-row tile of a 128 -> 10
 #: layer, forward, gradient and error: 64 us on the plain loops, 31 us transposed in
-#: float64; from 16 outputs the plain loops are faster (measured on an AMD EPYC, AVX2,
-#: each kernel called in a compiled loop on random data, median of 7 rounds).
+#: float64; from 16 outputs the plain loops are faster (an AMD EPYC with AVX2:
+#: ``python -m benchmarks.narrow_layers``).
 NARROW_OUTPUTS = 16
 
 class Network(NamedTuple):
@@ -286,9 +286,10 @@ def _dense_narrow(A, WT, b, Z, rows):
     """Z[:rows] = A[:rows] @ WT.T + b for few outputs: contiguous dot products.
 
     From two outputs, in blocks of four rows and two outputs (``_backprop_loops``, whose
-    product this is), then the bias: a 128 -> 10 tile in 6.9 us against 12.7 with one
-    dot product per pass (float64; see NARROW_OUTPUTS). One output has no pairs to
-    block: one dot product per row, begun at the bias.
+    product this is), then the bias: each value of A and of W.T is loaded once per
+    block, where one dot product per entry loaded it for each (a 128 -> 10 tile's
+    forward 1.3 to 1.8 times as fast in runs of ``python -m benchmarks.narrow_layers``).
+    One output has no pairs to block: one dot product per row, begun at the bias.
     """
     fan_out, fan_in = WT.shape
     if fan_out > 1:
