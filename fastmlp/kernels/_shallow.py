@@ -1,5 +1,5 @@
 """One hidden ReLU layer on at most four inputs (the notebook's network): two fused passes
-over the hidden units per four rows.
+over the hidden units, per four rows (the outputs) and per two (the gradient).
 
 ``tile_gradient`` runs a layer at a time over a tile, storing each layer's z, a and delta
 and reading them back: on a 2-100-1 network that is some ten passes over a 64 x 100
@@ -146,47 +146,55 @@ def _deltas(D, rows, i, n_out):
     return D[i, 0], D[i, 1] if n_out > 1 else t(0)
 
 
+@njit(cache=True, error_model="numpy")
+def _pair_rows(X, order, start, rows, i, n_in):
+    """The inputs of tile rows i and i + 1 (see _row)."""
+    return _row(X, order, start, rows, i, n_in), _row(X, order, start, rows, i + 1, n_in)
+
+
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH, inline="always")
 def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G2T):
     """G1 += x.T @ delta_h, g1 += delta_h.sum(0) and G2T += D.T @ a over the rows, with
-    a = relu(z) and delta_h = (D @ W2T) * (z > 0) computed afresh per hidden unit."""
+    a = relu(z) and delta_h = (D @ W2T) * (z > 0) computed afresh per hidden unit.
+
+    Two rows at a time, not four as in the outputs' pass: this pass holds each row's
+    inputs and output errors in registers across the loop, and for four rows they
+    outnumber AVX2's 16 vector registers, so that LLVM spilled them to the stack and
+    read them back at every step of the loop (W2's network: 19 of the loop's 31 memory
+    operands were stack reloads)."""
     t = G1.dtype.type
     w = _first_rows(W1, n_in)
     h0, h1, h2, h3 = _first_rows(G1, n_in)
     v0, v1 = W2T[0], W2T[min(1, n_out - 1)]
     q0, q1 = G2T[0], G2T[min(1, n_out - 1)]
-    for i in range(0, rows, 4):
-        x = _block_rows(X, order, start, rows, i, n_in)
-        (xa0, xa1, xa2, xa3), (xb0, xb1, xb2, xb3) = x[0], x[1]
-        (xc0, xc1, xc2, xc3), (xd0, xd1, xd2, xd3) = x[2], x[3]
+    zero_row = (t(0), t(0), t(0), t(0))
+    for i in range(0, rows, 2):
+        xa, xb = _pair_rows(X, order, start, rows, i, n_in)
+        (xa0, xa1, xa2, xa3), (xb0, xb1, xb2, xb3) = xa, xb
         da0, da1 = _deltas(D, rows, i, n_out)
         db0, db1 = _deltas(D, rows, i + 1, n_out)
-        dc0, dc1 = _deltas(D, rows, i + 2, n_out)
-        dd0, dd1 = _deltas(D, rows, i + 3, n_out)
+        x = (xa, xb, zero_row, zero_row)
         for j in range(b1.shape[0]):
-            za, zb, zc, zd = _hidden_z(n_in, j, b1, w, x)
+            za, zb, _, _ = _hidden_z(n_in, j, b1, w, x)
             p0 = v0[j]
-            ba, bb, bc, bd = da0 * p0, db0 * p0, dc0 * p0, dd0 * p0
+            ba, bb = da0 * p0, db0 * p0
             if n_out > 1:
                 p1 = v1[j]
-                ba, bb, bc, bd = ba + da1 * p1, bb + db1 * p1, bc + dc1 * p1, bd + dd1 * p1
+                ba, bb = ba + da1 * p1, bb + db1 * p1
             ea = ba if za > 0 else t(0)
             eb = bb if zb > 0 else t(0)
-            ec = bc if zc > 0 else t(0)
-            ed = bd if zd > 0 else t(0)
             aa, ab = (za if za > 0 else t(0)), (zb if zb > 0 else t(0))
-            ac, ad = (zc if zc > 0 else t(0)), (zd if zd > 0 else t(0))
-            g1[j] += ea + eb + ec + ed
-            h0[j] += xa0 * ea + xb0 * eb + xc0 * ec + xd0 * ed
+            g1[j] += ea + eb
+            h0[j] += xa0 * ea + xb0 * eb
             if n_in > 1:
-                h1[j] += xa1 * ea + xb1 * eb + xc1 * ec + xd1 * ed
+                h1[j] += xa1 * ea + xb1 * eb
             if n_in > 2:
-                h2[j] += xa2 * ea + xb2 * eb + xc2 * ec + xd2 * ed
+                h2[j] += xa2 * ea + xb2 * eb
             if n_in > 3:
-                h3[j] += xa3 * ea + xb3 * eb + xc3 * ec + xd3 * ed
-            q0[j] += da0 * aa + db0 * ab + dc0 * ac + dd0 * ad
+                h3[j] += xa3 * ea + xb3 * eb
+            q0[j] += da0 * aa + db0 * ab
             if n_out > 1:
-                q1[j] += da1 * aa + db1 * ab + dc1 * ac + dd1 * ad
+                q1[j] += da1 * aa + db1 * ab
 
 
 @functools.cache
