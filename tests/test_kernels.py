@@ -1,5 +1,6 @@
 """The Numba engine against the NumPy reference: gradients, training, threads."""
 
+import itertools
 import threading
 
 import numpy as np
@@ -192,8 +193,9 @@ def test_every_activation_small(activation):
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
     """The fused kernel of _shallow.py, for every input and output count it takes, and
-    every output with each output count; 150 rows end in a block of fewer than four rows
-    in each chunk, and 1100 take several tiles.
+    every output with each output count, with sample weights and without (the losses
+    take another loop without); 150 rows end in a block of fewer than four rows in each
+    chunk, and 1100 take several tiles.
 
     Each pair of counts with an output is a kernel compiled apart (about two seconds),
     so each pair of counts runs two of the outputs, in turn: every output meets each
@@ -208,9 +210,9 @@ def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
             outputs = [out for out in ALL_OUTPUTS if n_out > 1 or out != "softmax"]
             turn = 2 * (n_in - 1)
             for output in (outputs[turn % len(outputs)], outputs[(turn + 1) % len(outputs)]):
-                for n_samples in (1, 150, 1100):
+                for n_samples, weighted in itertools.product((1, 150, 1100), (True, False)):
                     problem = make_problem(n_in + 10 * n_out, units, n_samples, output, dtype)
-                    assert_engines_agree(problem, "relu", output, 0.1, True, n_threads,
+                    assert_engines_agree(problem, "relu", output, 0.1, weighted, n_threads,
                                          TOLERANCE[dtype])
 
 

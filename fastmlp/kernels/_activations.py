@@ -149,11 +149,14 @@ def softmax_rows(Z, A, rows):
     t = Z.dtype.type
     n = Z.shape[1]
     if n == 2:  # the same steps, straight-line: vectorized over rows
+        # On the flat tiles: indexed as Z[i, 0] and Z[i, 1], LLVM kept this loop scalar.
+        z, a = _flat(Z, A, rows)
         for i in range(rows):
-            largest = max(Z[i, 0], Z[i, 1])
-            e0, e1 = t(exp(Z[i, 0] - largest)), t(exp(Z[i, 1] - largest))
+            z0, z1 = z[2 * i], z[2 * i + 1]
+            largest = max(z0, z1)
+            e0, e1 = t(exp(z0 - largest)), t(exp(z1 - largest))
             total = e0 + e1
-            A[i, 0], A[i, 1] = e0 / total, e1 / total
+            a[2 * i], a[2 * i + 1] = e0 / total, e1 / total
         return
     for i in range(rows):
         largest = Z[i, 0]
@@ -225,6 +228,18 @@ def _row_and_weight(order, start, i, sample_weight):
 
 
 @njit(cache=True, error_model="numpy", inline="always")
+def _gather_targets(Y, order, start, D, rows):
+    """D[:rows] = the targets of the tile's rows, ``Y[order[start + i]]``. With unit
+    weights the log-losses then run on contiguous targets and outputs, and LLVM
+    vectorizes their loops, logs included; reading Y through ``order`` in the same loop
+    kept them scalar."""
+    for i in range(rows):
+        row = order[start + i]
+        for j in range(D.shape[1]):
+            D[i, j] = Y[row, j]
+
+
+@njit(cache=True, error_model="numpy", inline="always")
 def _deltas(A, Y, row, weight, D, i):
     for j in range(A.shape[1]):
         D[i, j] = (A[i, j] - Y[row, j]) * weight
@@ -233,11 +248,19 @@ def _deltas(A, Y, row, weight, D, i):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """The clipped log-loss of a single probability output and its complement: one row
-    a lane, a loop LLVM vectorizes."""
+    a lane, a loop LLVM vectorizes (unit weights: on the gathered targets)."""
     t = A.dtype.type
     one = t(1)
     eps = np.finfo(A.dtype).eps
     total = t(0)
+    if sample_weight.shape[0] == 0:
+        _gather_targets(Y, order, start, D, rows)
+        for i in range(rows):
+            a, y = A[i, 0], D[i, 0]
+            p = min(max(a, eps), one - eps)
+            total -= _xlog_probability(y, p) + _xlog_probability(one - y, one - p)
+            D[i, 0] = a - y
+        return total
     for i in range(rows):
         row, weight = _row_and_weight(order, start, i, sample_weight)
         a, y = A[i, 0], Y[row, 0]
@@ -257,6 +280,18 @@ def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
     n = A.shape[1]
     eps = np.finfo(A.dtype).eps
     total = t(0)
+    if sample_weight.shape[0] == 0:  # one loop over the flat tile, on the gathered targets
+        _gather_targets(Y, order, start, D, rows)
+        a, d = _flat(A, D, rows)
+        for k in range(a.shape[0]):
+            ak, yk = a[k], d[k]
+            p = min(max(ak, eps), one - eps)
+            loss = _xlog_probability(yk, p)
+            if both_sides:
+                loss += _xlog_probability(one - yk, one - p)
+            total -= loss
+            d[k] = ak - yk
+        return total
     if not both_sides and n == 2:  # as above: two classes, straight-line
         for i in range(rows):
             row, weight = _row_and_weight(order, start, i, sample_weight)
