@@ -195,7 +195,8 @@ def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
     """The fused kernel of _shallow.py, for every input and output count it takes, and
     every output with each output count, with sample weights and without (the losses
     take another loop without); 150 rows end in a block of fewer than four rows in each
-    chunk, and 1100 take several tiles.
+    chunk (the outputs' pass) and, in chunks of 75 rows, in an odd row (the gradient's
+    pass, two rows at a time), as does 1 row; 1100 take several tiles.
 
     Each pair of counts with an output is a kernel compiled apart (about two seconds),
     so each pair of counts runs two of the outputs, in turn: every output meets each
