@@ -150,7 +150,8 @@ def softmax_rows(Z, A, rows):
     n = Z.shape[1]
     if n == 2:  # the same steps, straight-line: vectorized over rows
         # On the flat tiles: indexed as Z[i, 0] and Z[i, 1], LLVM kept this loop scalar
-        # (22 ns a row, 7 flat: ``python -m benchmarks.output_rows``, as below).
+        # (float64, 256-row tiles: 22 ns a row, 7 flat; ``python -m
+        # benchmarks.output_rows``, as below).
         z, a = _flat(Z, A, rows)
         for i in range(rows):
             z0, z1 = z[2 * i], z[2 * i + 1]
@@ -159,17 +160,19 @@ def softmax_rows(Z, A, rows):
             total = e0 + e1
             a[2 * i], a[2 * i + 1] = e0 / total, e1 / total
         return
-    # Three passes, the same steps: the exps in one loop over the flat tile, which LLVM
-    # vectorizes; within each row's loops they ran on few lanes (float64, three classes:
-    # 48 ns a row, 21 in three passes; ten: 65 and 47; ``python -m
-    # benchmarks.output_rows`` on the commits before and after).
+    # Three passes, with the exps in one loop over the flat tile, which LLVM vectorizes;
+    # within each row's loops they ran on few lanes (float64, 256-row tiles, three
+    # classes: 48 ns a row, 21 in three passes; ten: 65 and 47; ``python -m
+    # benchmarks.output_rows`` on the commits before and after). The same operations,
+    # but the row sums, which LLVM may reassociate, can round apart from the one-pass
+    # form's in the last bit (5, 17 and 40 classes did; 3 and 10 did not).
     for i in range(rows):
         largest = Z[i, 0]
         for j in range(1, n):
             largest = max(largest, Z[i, j])
         for j in range(n):
             A[i, j] = Z[i, j] - largest
-    _, a = _flat(A, A, rows)
+    a = A.reshape(-1)[: rows * n]
     for k in range(a.shape[0]):
         a[k] = t(exp(a[k]))
     for i in range(rows):
@@ -242,9 +245,9 @@ def _gather_targets(Y, order, start, D, rows):
     """D[:rows] = the targets of the tile's rows, ``Y[order[start + i]]``. With unit
     weights the log-losses then run on contiguous targets and outputs, and LLVM
     vectorizes their loops, logs included; reading Y through ``order`` in the same loop
-    kept them scalar (float64: one output 19.5 ns a row before, 9.4 after; two classes
-    20 and 10.5; ten 70 and 41; ``python -m benchmarks.output_rows`` on the commits
-    before and after)."""
+    kept them scalar (float64, 256-row tiles: one output 19.5 ns a row before, 9.4
+    after; two classes 20 and 10.5; ten 70 and 41; ``python -m benchmarks.output_rows``
+    on the commits before and after)."""
     for i in range(rows):
         row = order[start + i]
         for j in range(D.shape[1]):

@@ -60,9 +60,10 @@ def is_shallow(units, hidden):
 # The two passes take the network's shape as arguments, and are inlined (by Numba) into
 # a kernel that holds it as constants (tile_gradient_shallow below): every `if n_in > 1`
 # is decided at compile time, and what remains is a plain loop over the hidden units,
-# which LLVM vectorizes. Rows go four at a time, so that each weight and accumulator is
-# loaded once for four rows; a last block of fewer rows is padded with rows of zeros
-# (x = 0 and delta = 0), which add exactly nothing.
+# which LLVM vectorizes. Rows go four at a time in the outputs' pass and two at a time in
+# the gradient's (see _gradient_pass), so that each weight and accumulator is loaded once
+# for several rows; a last block of fewer rows is padded with rows of zeros (x = 0 and
+# delta = 0), which add exactly nothing.
 @njit(cache=True, error_model="numpy")
 def _row(X, order, start, rows, i, n_in):
     """Inputs 0 to 3 of tile row i (zeros past the row's inputs, or past the tile)."""
@@ -97,7 +98,8 @@ def _block_rows(X, order, start, rows, i, n_in):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _hidden_z(n_in, j, b1, w, x):
-    """z of hidden unit j for the four rows x (see _block_rows); w: the rows of W1."""
+    """z of hidden unit j for the four rows x (see _block_rows; the gradient's pass
+    gives two rows and two of zeros, whose z it does not use); w: the rows of W1."""
     bias, u = b1[j], w[0][j]
     za, zb, zc, zd = bias + x[0][0] * u, bias + x[1][0] * u, bias + x[2][0] * u, bias + x[3][0] * u
     if n_in > 1:
