@@ -108,8 +108,12 @@ def test_grid_search_runs_on_every_joblib_backend(backend):
 
 
 INTERRUPTED = """
-import json, sys, warnings
+import json, signal, sys, warnings
 import numpy as np
+# Ctrl-C as in a terminal, however the suite was started: a process started in the
+# background by a shell without job control (`cmd &` in a script) inherits SIGINT
+# ignored, and Python then installs no handler for it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 import fastmlp
 from fastmlp.kernels import _api
 
