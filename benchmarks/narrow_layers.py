@@ -98,14 +98,22 @@ def tile_times(fan_in, fan_out, dtype, rounds=7, seed=0):
         calls["transposed", part] = (
             _transposed, (A, W, WT, GT, b, Z, D, G, g, D_prev, TILE_ROWS, index))
     calls["dots", "forward"] = (_transposed, (A, W, WT, GT, b, Z, D, G, g, D_prev, TILE_ROWS, 3))
-    for kernel, args in calls.values():  # compile, untimed
-        kernel(*args, 1)
+    seconds = interleaved_medians(calls, repeats, rounds)
+    return {key: value * 1e6 for key, value in seconds.items()}
+
+
+def interleaved_medians(calls, repeats, rounds):
+    """Seconds per call of each ``calls[key] = (function, args)``, called as
+    ``function(*args, repeats)`` (a compiled loop of ``repeats`` calls): the median over
+    ``rounds`` interleaved rounds, after one untimed call of each (its compile)."""
+    for function, args in calls.values():
+        function(*args, 1)
     samples = {key: [] for key in calls}
     for _ in range(rounds):
-        for key, (kernel, args) in calls.items():
+        for key, (function, args) in calls.items():
             start = time.perf_counter()
-            kernel(*args, repeats)
-            samples[key].append((time.perf_counter() - start) / repeats * 1e6)
+            function(*args, repeats)
+            samples[key].append((time.perf_counter() - start) / repeats)
     return {key: float(np.median(values)) for key, values in samples.items()}
 
 

@@ -13,11 +13,11 @@ median over interleaved rounds. Run it on two checkouts to compare them.
 """
 
 import argparse
-import time
 
 import numpy as np
 from numba import njit
 
+from benchmarks.narrow_layers import interleaved_medians
 from fastmlp.kernels._activations import (
     binary_log_loss_and_delta,
     log_loss_and_delta,
@@ -70,15 +70,8 @@ def row_times(n_outputs, dtype, rows, rounds=7, seed=0):
         "loss": (_loss, (A, Y, order, np.empty(0, dtype), D, rows)),
         "weighted loss": (_loss, (A, Y, order, weights, D, rows)),
     }
-    for function, args in calls.values():  # compile, untimed
-        function(*args, 1)
-    samples = {part: [] for part in calls}
-    for _ in range(rounds):
-        for part, (function, args) in calls.items():
-            start = time.perf_counter()
-            function(*args, repeats)
-            samples[part].append((time.perf_counter() - start) / (repeats * rows) * 1e9)
-    return {part: float(np.median(values)) for part, values in samples.items()}
+    seconds = interleaved_medians(calls, repeats, rounds)
+    return {part: value / rows * 1e9 for part, value in seconds.items()}
 
 
 def main(argv=None):
