@@ -860,6 +860,60 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
         assert loop.__name__ in code.split("define", 2)[1]  # the IR is the loop's own
 
 
+def _kernels_with_loops():
+    """(module, name, calls wide_vectors first) for every kernel of fastmlp/kernels that
+    Numba compiles on its own (an njit function not inlined by Numba) and that loops."""
+    import ast
+    import pathlib
+
+    found = []
+    for path in sorted(pathlib.Path(kernels.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            decorators = [d for d in getattr(node, "decorator_list", [])
+                          if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "njit"]
+            if not decorators or not any(isinstance(inner, (ast.For, ast.While))
+                                         for inner in ast.walk(node)):
+                continue
+            keywords = {k.arg: getattr(k.value, "value", None) for k in decorators[0].keywords}
+            if keywords.get("inline") == "always":
+                continue
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            first = ast.unparse(body[0]) if body else ""
+            found.append((path.stem, node.name, first == "wide_vectors()"))
+    return found
+
+
+@pytest.mark.skipif(config.DISABLE_JIT, reason="inspects compiled code")
+def test_kernels_ask_for_wide_vectors():
+    """Each kernel compiled on its own that loops calls ``_math.wide_vectors()`` first (a
+    loop is vectorized in its own function, before LLVM inlines it anywhere), but those
+    of ``_math.DEFAULT_VECTORS``, and the call gives the kernel's function LLVM's
+    attribute for the CPU's widest vectors."""
+    import re
+
+    from numba import njit
+
+    from fastmlp.kernels import _optimizers
+
+    found = _kernels_with_loops()
+    assert len(found) > 40  # (the walk found the kernels)
+    without = sorted(f"{module}.{name}" for module, name, calls in found if not calls)
+    assert without == sorted(_math.DEFAULT_VECTORS)  # each with its reason there
+
+    # The SGD step, compiled afresh (not loaded from the cache), so that its LLVM IR is
+    # at hand: the attribute is on the step's own function.
+    signature = _optimizers.finish_and_step_signature(np.float64)
+    fresh = njit(error_model="numpy")(_optimizers.sgd_finish_and_step.py_func)
+    fresh.compile(signature.args)
+    code = fresh.inspect_llvm(signature.args)
+    own = next(line for line in code.splitlines()
+               if line.startswith("define") and "sgd_finish_and_step" in line
+               and "cpython" not in line and "cfunc" not in line)
+    group = re.search(r"#(\d+) \{$", own).group(1)
+    assert _math.PREFER_WIDE_VECTORS in re.search(
+        rf"^attributes #{group} = \{{(.*)\}}$", code, re.MULTILINE).group(1)
+
+
 @fast_inputs
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 def test_tanh_is_numpys(dtype, rng):

@@ -11,7 +11,7 @@ import numpy as np
 from numba import njit
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, LEAKY_RELU_SLOPE, OUTPUTS
-from fastmlp.kernels._math import FASTMATH, exp, log_positive, tanh, tanh_of_abs
+from fastmlp.kernels._math import FASTMATH, exp, log_positive, tanh, tanh_of_abs, wide_vectors
 
 IDENTITY = HIDDEN_ACTIVATIONS["identity"].code
 LOGISTIC = HIDDEN_ACTIVATIONS["logistic"].code
@@ -57,6 +57,7 @@ def activate(code, Z, A, rows):
     the arithmetic of a 100-unit row. One flat loop over the tile's values, so that a
     single output unit is vectorized over rows too.
     """
+    wide_vectors()
     t = Z.dtype.type
     size = rows * Z.shape[1]
     z, a = Z.reshape(-1)[:size], A.reshape(-1)[:size]
@@ -88,6 +89,7 @@ def activate(code, Z, A, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def scale_by_derivative(code, Z, A, D, rows):
     """D[:rows] *= f'(Z[:rows]), with f' written in terms of A = f(Z) where it can be."""
+    wide_vectors()
     t = Z.dtype.type
     one = t(1)
     n = Z.shape[1]
@@ -146,6 +148,7 @@ def _xlog_probability(x, p):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def softmax_rows(Z, A, rows):
     """A[:rows] = softmax of each row of Z[:rows]."""
+    wide_vectors()
     t = Z.dtype.type
     n = Z.shape[1]
     if n == 2:  # the same steps, straight-line: vectorized over rows
@@ -193,6 +196,7 @@ def _flat(Z, A, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def logistic_rows(Z, A, rows):
     """A[:rows] = the logistic function of Z[:rows]."""
+    wide_vectors()
     z, a = _flat(Z, A, rows)
     for k in range(z.shape[0]):
         a[k] = _logistic(z[k])
@@ -201,6 +205,7 @@ def logistic_rows(Z, A, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def exp_rows(Z, A, rows):
     """A[:rows] = exp(Z[:rows]) (the Poisson loss's output)."""
+    wide_vectors()
     t = Z.dtype.type
     z, a = _flat(Z, A, rows)
     for k in range(z.shape[0]):
@@ -210,6 +215,7 @@ def exp_rows(Z, A, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def identity_rows(Z, A, rows):
     """A[:rows] = Z[:rows]."""
+    wide_vectors()
     z, a = _flat(Z, A, rows)
     for k in range(z.shape[0]):
         a[k] = z[k]
@@ -264,6 +270,7 @@ def _deltas(A, Y, row, weight, D, i):
 def binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """The clipped log-loss of a single probability output and its complement: one row
     a lane, a loop LLVM vectorizes (unit weights: on the gathered targets)."""
+    wide_vectors()
     t = A.dtype.type
     one = t(1)
     eps = np.finfo(A.dtype).eps
@@ -290,6 +297,7 @@ def binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
 def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
     """The clipped log-loss of softmax outputs, or with ``both_sides`` (logistic
     outputs) that of each output and its complement; two or more outputs."""
+    wide_vectors()
     t = A.dtype.type
     one = t(1)
     n = A.shape[1]
@@ -332,6 +340,7 @@ def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """The Poisson deviance of exp outputs, summed over the outputs."""
+    wide_vectors()
     t = A.dtype.type
     total = t(0)
     for i in range(rows):
@@ -348,6 +357,7 @@ def poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def squared_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """Half the squared error, averaged over the outputs."""
+    wide_vectors()
     t = A.dtype.type
     n = A.shape[1]
     total = t(0)

@@ -19,6 +19,7 @@ from numba import njit, prange
 from fastmlp.kernels._buffers import Buffers
 from fastmlp.kernels._data import Data
 from fastmlp.kernels._layers import PHASE_UPDATE, Network, with_weights
+from fastmlp.kernels._math import wide_vectors
 from fastmlp.kernels._optimizers import Optimizer, next_step, region, with_state
 from fastmlp.kernels._random import shuffle
 from fastmlp.kernels._structs import float64s, int64, numba_type, words
@@ -42,6 +43,7 @@ class Epochs(NamedTuple):
 
 @njit(cache=True, error_model="numpy")
 def _chunk_gradient(tile_kernel, network, data, start, stop, work, grad, scratch, last_phase):
+    wide_vectors()
     loss = network.theta.dtype.type(0)
     if start == stop:  # an empty chunk contributes nothing
         for p in range(grad.shape[0]):
@@ -72,6 +74,7 @@ def batch_gradient_serial(tile_kernel, network, data, start, stop, buffers, last
     :func:`batch_gradient_parallel` splits it, worked one after the other and summed in
     the same order: the same result, to the bit, with no parallel region (as in a forked
     child, where the threading layer may not be usable)."""
+    wide_vectors()
     n_chunks = buffers.works.shape[0]
     grads, chunk_losses = buffers.grads[:n_chunks], buffers.chunk_losses
     for chunk in range(n_chunks):
@@ -88,6 +91,7 @@ def _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, 
     """One chunk of the batch per thread, each into its own ``grads[chunk]`` and
     ``chunk_losses[chunk]``, left unsummed. BLAS layers call BLAS from each thread
     (limited to one thread of its own by the caller, see ``fastmlp.kernels._threads``)."""
+    wide_vectors()
     n_chunks = buffers.works.shape[0]
     works, grads, scratch = buffers.works, buffers.grads, buffers.scratch
     chunk_losses = buffers.chunk_losses
@@ -102,6 +106,7 @@ def _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, 
 @njit(cache=True, error_model="numpy")
 def _sum_chunks(grads, chunk_losses):
     """The chunks' gradients summed into ``grads[0]``, and their losses, in chunk order."""
+    wide_vectors()
     loss = chunk_losses[0]
     for chunk in range(1, grads.shape[0]):
         loss += chunk_losses[chunk]
@@ -194,6 +199,7 @@ def _member_epochs(member, tile_kernel, step_kernel, network, data, optimizer, b
     times their lengths added to what it held (the caller divides by the rows once an
     epoch is whole).
     """
+    wide_vectors()
     works, grads, scratch = buffers.works, buffers.grads, buffers.scratch
     chunk_losses, sync = buffers.chunk_losses, buffers.sync
     batch_size, first_row, stop_row = epochs.batch_size, epochs.first_row, epochs.stop_row
@@ -330,6 +336,7 @@ def train_epochs_parallel(member_kernel, tile_kernel, step_kernel, network, data
     callee's code three times over. ``epochs.last_phase`` below ``PHASE_UPDATE`` runs
     only part of each batch, for ``fastmlp profile``.
     """
+    wide_vectors()
     for member in prange(buffers.works.shape[0]):
         member_kernel(member, tile_kernel, step_kernel, network, data, optimizer, buffers,
                       epochs)

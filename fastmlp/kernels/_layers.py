@@ -36,7 +36,7 @@ from fastmlp.kernels._activations import (
     scale_by_derivative,
 )
 from fastmlp.kernels._data import Data, is_sparse
-from fastmlp.kernels._math import FASTMATH
+from fastmlp.kernels._math import FASTMATH, wide_vectors
 from fastmlp.kernels._sparse import sparse_forward, sparse_gradient
 from fastmlp.kernels._structs import flag, flags, int64, int64s, make, numba_type, real, reals
 
@@ -89,6 +89,7 @@ def _layer_start(units, tile, layer, sparse):
     size. The input rows come first (none for a sparse X), then per layer its z, a and
     delta blocks and, for a narrow layer run on the loops, a block for W.T and one for
     the transposed gradient (a sparse X's first layer runs on neither)."""
+    wide_vectors()
     offset = 0 if sparse else tile * units[0]
     for below in range(layer):
         offset += 3 * tile * units[below + 1]
@@ -132,6 +133,7 @@ def _dense_loops(A, W, b, Z, rows):
     The first ``fan_in % 4`` inputs are added with the bias (a 2-input layer takes one
     pass, not three).
     """
+    wide_vectors()
     fan_in, fan_out = W.shape
     first = fan_in % 4
     _dense_start(A, W, b, Z, rows, first)
@@ -162,6 +164,7 @@ def _dense_loops(A, W, b, Z, rows):
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_start(A, W, b, Z, rows, first):
     """Z[:rows] = b + the first ``first`` (0 to 3) inputs' products."""
+    wide_vectors()
     fan_out = W.shape[1]
     for i in range(rows):
         z = Z[i]
@@ -191,6 +194,7 @@ def _grad_loops(A, D, G, g, rows):
     64-unit layers; four rows of G per pass measured no faster at 16 rows). A block
     whose eight inputs are all zero (ReLU) is skipped.
     """
+    wide_vectors()
     fan_in, fan_out = G.shape
     blocked = rows - rows % 4
     pairs = fan_in - fan_in % 2
@@ -234,6 +238,7 @@ def _backprop_loops(D, W, D_prev, rows):
     products, whose sums LLVM keeps in vector registers (measured on 64-unit layers:
     three times as fast as one dot product per pass).
     """
+    wide_vectors()
     fan_in, fan_out = W.shape
     row_blocked = rows - rows % 4
     pair_blocked = fan_in - fan_in % 2
@@ -267,6 +272,7 @@ def _backprop_loops(D, W, D_prev, rows):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dot(x, y):
+    wide_vectors()
     total = x[0] * y[0]
     for j in range(1, x.shape[0]):
         total += x[j] * y[j]
@@ -275,6 +281,7 @@ def _dot(x, y):
 
 @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
 def _transpose(W, WT):
+    wide_vectors()
     fan_in, fan_out = W.shape
     for k in range(fan_in):
         for j in range(fan_out):
@@ -291,6 +298,7 @@ def _dense_narrow(A, WT, b, Z, rows):
     forward 1.3 to 1.8 times as fast in runs of ``python -m benchmarks.narrow_layers``).
     One output has no pairs to block: one dot product per row, begun at the bias.
     """
+    wide_vectors()
     fan_out, fan_in = WT.shape
     if fan_out > 1:
         _backprop_loops(A, WT, Z, rows)
@@ -314,6 +322,7 @@ def _grad_narrow(A, D, GT, g, rows):
     Four rows of A per pass over a row of GT, each value of A loaded once (see
     _dense_loops).
     """
+    wide_vectors()
     fan_out, fan_in = GT.shape
     for j in range(fan_out):
         for k in range(fan_in):
@@ -342,6 +351,7 @@ def _grad_narrow(A, D, GT, g, rows):
 def _backprop_narrow(D, WT, D_prev, rows):
     """D_prev[:rows] = D[:rows] @ WT for few outputs: contiguous rows of WT, scaled and
     added (the first written, not added to zeros)."""
+    wide_vectors()
     fan_out, fan_in = WT.shape
     for i in range(rows):
         d_prev = D_prev[i]
@@ -373,6 +383,7 @@ def tile_gradient(network, data, start, rows, work, grad, scratch, overwrite, la
     A sparse X's first layer runs on its nonzeros (``_sparse``), whatever ``use_blas``
     says of it; its rows are not gathered.
     """
+    wide_vectors()
     theta, units, coef_off, int_off = (
         network.theta, network.units, network.coef_off, network.int_off)
     use_blas, hidden, output, tile = (
@@ -509,6 +520,7 @@ def forward_rows(tile_kernel, network, data, work, out):
     ``tile_kernel`` is :func:`tile_gradient` (or its fused form, ``_shallow.py``), compiled
     for X's dtype and passed by address (``fastmlp.kernels._calls``).
     """
+    wide_vectors()
     n = data.order.shape[0]
     units, tile = network.units, network.tile
     output_off = layer_offsets(units, tile, units.shape[0] - 2, is_sparse(data))[1]

@@ -135,12 +135,66 @@ def _times_pow2_compiled(x, k):
     return add_to_exponent
 
 
+def wide_vectors():
+    """Called first in a kernel: LLVM vectorizes the kernel's loops in the widest
+    vectors the CPU has. Does nothing as Python (the JIT off).
+
+    On an Intel CPU with AVX-512, LLVM prefers 256-bit vectors unless a function asks
+    for wider ones (its ``"prefer-vector-width"`` attribute, which this sets on the
+    calling function). On a 2-core Intel Xeon with AVX-512, against the engine before
+    (``python -m benchmarks.ab <checkout before> . numba W1,W2,W3,W3-float32,W4-float32,
+    W5,W5-float32,W6 8``): W5's epoch 1.19x as fast, W5-float32's 1.36x (1.08x and 1.09x
+    in two earlier runs), W1's step 1.11x, W2's epoch 1.29x (in its subnormal state,
+    README), W6's 1.04x; W3, W3-float32 and W4-float32 within 2 % (their time is in BLAS).
+    Without AVX-512 nothing changes: 256-bit vectors are the widest there. (Adam's step
+    is the exception: ``DEFAULT_VECTORS``.) Each kernel compiled on its own needs
+    the call: a loop is vectorized in its own function, before LLVM inlines that into
+    a caller. (Vectors of other widths sum a reduction's lanes in another order: models
+    trained on CPUs of different vector widths may differ in their last bits, as
+    ``docs/threads-and-reproducibility.md`` says.)
+    """
+
+
+#: The LLVM function attribute :func:`wide_vectors` sets.
+PREFER_WIDE_VECTORS = '"prefer-vector-width"="512"'
+
+#: The kernels that loop but keep LLVM's default vectors, and why (measured with
+#: ``python -m benchmarks.ab <checkout before> . numba W6,W5 8`` against the engine
+#: before the wide vectors; tests/test_kernels.py::test_kernels_ask_for_wide_vectors
+#: holds every other kernel to the call).
+DEFAULT_VECTORS = {
+    "_optimizers._adam_step": "in 512 bits W6's epoch (Adam on a million parameters, "
+    "bound by memory) took 1.03x as long as before; in 256, 0.97x",
+}
+
+
+@intrinsic
+def _prefer_wide_vectors(typingctx):
+    def codegen(context, builder, signature, args):
+        # llvmlite's attribute set names only LLVM's keyword attributes; a string
+        # attribute goes in as its text, which the IR prints as written. Where an
+        # llvmlite keeps its attributes otherwise, the kernel compiles as before
+        # (tests/test_kernels.py::test_kernels_ask_for_wide_vectors says so).
+        attributes = builder.function.attributes
+        if isinstance(attributes, set):
+            set.add(attributes, PREFER_WIDE_VECTORS)
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@overload(wide_vectors, inline="always")  # inlined, so that the kernel gets the attribute
+def _wide_vectors_compiled():
+    return lambda: _prefer_wide_vectors()
+
+
 # Only 'contract': reassociation would undo the two-part reduction by ln(2).
 @njit(cache=True, error_model="numpy", fastmath={"contract"})
 def tanh_of_abs(x):
     """tanh(|x|) and 1 - tanh(|x|), each to full precision, for a float32 or float64 x
     (see above). The second has no cancellation where tanh(|x|) nears 1: it is the
     quotient 2 / (exp(2|x|) + 1) itself."""
+    wide_vectors()
     t = type(x)
     ax = abs(x)
     # Clamped so that 2**k stays in range: NaN (which fails the test) included.
@@ -196,6 +250,7 @@ def exp(x):
     """exp(x) in float64: Cody-Waite reduction and the Taylor polynomial of tanh's, then
     2**k in two halves, so that results below 2**-1022 round as subnormals; inf above
     709.78, 0 below -745.2, NaN for NaN."""
+    wide_vectors()
     x = np.float64(x)
     x = x if not x > 710.0 else 710.0
     x = x if not x < -746.0 else -746.0

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
-from fastmlp.kernels._math import quotient
+from fastmlp.kernels._math import quotient, wide_vectors
 from fastmlp.kernels._structs import flag, int64, make, numba_type, real, reals
 
 SGD = 0
@@ -84,6 +84,7 @@ def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
 
     Returns the penalty term ``0.5 * alpha * ||W||^2 / n`` of the loss.
     """
+    wide_vectors()
     t = theta.dtype.type
     squared_norm = t(0)
     for p in range(n_coef_params):
@@ -96,6 +97,7 @@ def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
 
 @njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
 def _squared_norm(values):
+    wide_vectors()
     total = values.dtype.type(0)
     for p in range(values.shape[0]):
         total += values[p] * values[p]
@@ -130,6 +132,7 @@ def _sgd_update(theta, optimizer, p, g):
 
 @njit(cache=True, error_model="numpy")
 def _sgd_step(theta, grad, other, optimizer, scale, alpha):
+    wide_vectors()
     reciprocal = _reciprocal(theta, scale)
     if other.shape[0] == 0 and reciprocal != 0:
         for p in range(theta.shape[0]):
@@ -163,6 +166,7 @@ def _adam_update(theta, optimizer, p, g, step_size):
 
 @njit(cache=True, error_model="numpy")
 def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
+    # In LLVM's default vectors, not wide_vectors(): see _math.DEFAULT_VECTORS.
     reciprocal = _reciprocal(theta, scale)
     if other.shape[0] == 0 and reciprocal != 0:
         for p in range(theta.shape[0]):
@@ -202,6 +206,7 @@ def sgd_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size
     and the step fused in the same pass. Returns the penalty of the loss,
     ``0.5 * alpha * ||W||^2 / n``, from the weights before the step.
     """
+    wide_vectors()
     alpha = optimizer.alpha
     penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
     for lo, hi, region_alpha in ((0, n_coef_params, alpha),
@@ -216,6 +221,7 @@ def adam_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_siz
     """As :func:`sgd_finish_and_step`, with one Adam step (``optimizer.state_1`` and
     ``state_2`` moments, ``step_size`` the bias-corrected rate); the learning rate and
     SGD's settings are not used."""
+    wide_vectors()
     alpha = optimizer.alpha
     penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
     for lo, hi, region_alpha in ((0, n_coef_params, alpha),

@@ -25,7 +25,7 @@ from numba import njit, prange
 
 from fastmlp.kernels._activations import activate, output_activate
 from fastmlp.kernels._layers import NARROW_OUTPUTS, _dense_loops, _dense_narrow, _transpose
-from fastmlp.kernels._math import FASTMATH
+from fastmlp.kernels._math import FASTMATH, wide_vectors
 from fastmlp.kernels._planner import (
     BLAS_MIN_WEIGHTS,
     BLAS_MIN_WEIGHTS_IN_BLAS_PLAN,
@@ -50,6 +50,7 @@ PARALLEL_MIN_TILES = 8
 def _shapes_agree(X, coefs, intercepts, out):
     """Whether the layers chain from X's features to ``out``'s columns: a network whose
     arrays do not fit together is refused before any product reads past an array."""
+    wide_vectors()
     if len(coefs) != len(intercepts) or len(coefs) == 0:
         return False
     fan_in = X.shape[1]
@@ -65,6 +66,7 @@ def _shapes_agree(X, coefs, intercepts, out):
 def _on_blas(coefs, rows):
     """Per layer, whether its products run on BLAS: as the training plan decides
     (``fastmlp.kernels.plan``), from the layer's weights and the call's rows."""
+    wide_vectors()
     n_layers = len(coefs)
     blas = np.zeros(n_layers, dtype=np.bool_)
     if rows < BLAS_MIN_ROWS:
@@ -88,6 +90,7 @@ def _forward_tiles(X, coefs, intercepts, hidden, output, blas, tile, first_tile,
                    out):
     """``out`` rows of tiles ``first_tile`` to ``stop_tile``: the network's outputs.
     Returns whether X's rows there are finite."""
+    wide_vectors()
     n_rows, n_features = X.shape
     n_layers = len(coefs)
     width, transposed = 1, 1
@@ -165,6 +168,7 @@ def forward_serial(X, coefs, intercepts, hidden, output, out):
 def forward_parallel(X, coefs, intercepts, hidden, output, n_workers, out):
     """:func:`forward_serial` with the tiles shared out among ``n_workers`` threads, each
     a run of consecutive tiles."""
+    wide_vectors()
     if not _shapes_agree(X, coefs, intercepts, out):
         return -1
     blas = _on_blas(coefs, X.shape[0])

@@ -14,6 +14,8 @@ import ctypes
 import numpy as np
 from numba import njit
 
+from fastmlp.kernels._math import wide_vectors
+
 _N, _M = 624, 397  # MT19937's state words, and its shift
 _STATE_WORDS = _N + 1  # struct {uint32 key[624]; int pos;}
 _MAX_ROWS = 2**32  # random_interval draws 32-bit words up to here, 64-bit ones past it
@@ -46,6 +48,7 @@ def _twist(key, i, following, shifted):
 def _regenerate(key):
     """The next 624 words of the twister, in place (NumPy's ``mt19937_gen``): three
     loops without wraparound, as there, which LLVM vectorizes."""
+    wide_vectors()
     for i in range(_N - _M):
         _twist(key, i, i + 1, i + _M)
     for i in range(_N - _M, _N - 1):
@@ -57,6 +60,7 @@ def _regenerate(key):
 @njit(cache=True)
 def _temper(key, words):
     """The twister's output: each state word tempered."""
+    wide_vectors()
     for p in range(_N):
         y = np.int64(key[p])
         y ^= y >> 11
@@ -76,6 +80,7 @@ def shuffle(order, state):
     data-dependent branch (a rejected draw is overwritten by the next), then the rows
     are swapped: a rejection, one draw in four, no longer costs a mispredicted branch.
     """
+    wide_vectors()
     n = order.shape[0]
     key = state[:_N]
     position = np.int64(state[_N])

@@ -41,7 +41,7 @@ from fastmlp.kernels._layers import (
     _transpose,
     layer_offsets,
 )
-from fastmlp.kernels._math import FASTMATH
+from fastmlp.kernels._math import FASTMATH, wide_vectors
 
 SHALLOW_MAX_INPUTS = 4
 SHALLOW_MAX_OUTPUTS = 2
@@ -215,6 +215,7 @@ def tile_gradient_shallow(n_in, n_out, output_kind):
     @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
     def tile_gradient_shallow(network, data, start, rows, work, grad, scratch, overwrite,
                               last_phase):
+        wide_vectors()
         theta, units, coef_off, int_off, tile = (
             network.theta, network.units, network.coef_off, network.int_off, network.tile)
         t = theta.dtype.type

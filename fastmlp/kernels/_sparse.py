@@ -24,7 +24,7 @@ are int32: 8 bytes a row). A matrix whose int64 indices :func:`as_csr` could not
 import numpy as np
 from numba import njit
 
-from fastmlp.kernels._math import FASTMATH
+from fastmlp.kernels._math import FASTMATH, wide_vectors
 
 #: Columns an int32 index can name.
 MAX_FEATURES = np.iinfo(np.int32).max
@@ -108,6 +108,7 @@ def sparse_forward(X_data, X_indices, X_indptr, order, start, rows, W, b, Z):
     Two nonzeros per pass over the row of Z: each pass loads and stores it once for two
     rows of W (the row of Z stays in L1; the rows of W come from wherever W is).
     """
+    wide_vectors()
     fan_out = W.shape[1]
     for i in range(rows):
         row = order[start + i]
@@ -131,6 +132,7 @@ def sparse_forward(X_data, X_indices, X_indptr, order, start, rows, W, b, Z):
 def sparse_gradient(X_data, X_indices, X_indptr, order, start, rows, D, G, g):
     """G += X[order[start:start + rows]].T @ D[:rows] and g += D[:rows].sum(0): each
     nonzero ``x_ik`` adds ``x_ik * D[i]`` to row k of G."""
+    wide_vectors()
     fan_out = G.shape[1]
     for i in range(rows):
         row = order[start + i]
