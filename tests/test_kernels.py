@@ -503,6 +503,11 @@ def test_a_team_whose_threads_never_meet_runs_on_one(monkeypatch):
 
     coefs, intercepts, X, Y, _ = make_problem(6, [10, 64, 32, 3], 1000, "softmax")
     network = FlatNetwork.from_arrays(coefs, intercepts)
+    # The team's driver at once, as after a second of fits on one thread: otherwise, in a
+    # process that has not yet compiled or loaded it, these calls run alone for now and
+    # never meet as a team (how long the earlier tests took would decide).
+    monkeypatch.setattr(_api._parallel_driver, "seconds_alone",
+                        _api.PARALLEL_COMPILE_AFTER_SECONDS)
     team = train_in_team(network, X, Y, "adam", n_threads=None)
     monkeypatch.setattr(_threads.ThreadChoice, "next", lambda self: 1)
     monkeypatch.setattr(_api, "_team_size", lambda run_plan, n_threads: run_plan.n_chunks)
