@@ -31,15 +31,17 @@ from fastmlp.bench.measure import (
 from fastmlp.bench.ratios import BASELINES
 from fastmlp.bench.workloads import WORKLOADS, load
 
-#: What W2's steady state is on some processors (see benchmarks/subnormals.py).
+#: What W2's and W3-float32's steady state is on some processors (see
+#: benchmarks/subnormals.py).
 SUBNORMALS_NOTE = (
-    "W2's epochs are timed after thousands of epochs back to back: by then some weights and"
-    ' Adam moments of its dead ReLU units have decayed into subnormal numbers, which some '
-    "processors compute far more slowly (an Intel Xeon took 2 to 3 ms an epoch instead of "
-    "0.26 ms; on the AMD EPYCs measured, the epoch time does not grow with them), and every "
-    "implementation that trains scikit-learn's weights holds the same ones (`python -m "
-    'benchmarks.subnormals W2` shows the epoch time against their count). A whole fit of '
-    "W2's data is E2 below."
+    "W2's and W3-float32's epochs are timed after thousands of epochs back to back: by then"
+    " some weights and Adam moments of their dead ReLU units have decayed into subnormal "
+    "numbers, which some processors compute far more slowly (on a 2-core Intel Xeon, W2 "
+    "took 2 to 3 ms an epoch instead of about 0.2 ms, and W3-float32 10.5 ms instead of "
+    "3.3; on the AMD EPYCs measured, the epoch time does not grow with them). Every "
+    "implementation that trains scikit-learn's weights holds the same ones; JAX flushes "
+    "subnormal results to zero (`python -m benchmarks.subnormals W2` or `W3-float32` shows "
+    "the epoch time against their count). A whole fit of W2's data is E2 below."
 )
 
 

@@ -65,9 +65,9 @@ def compile_times(dtypes=("float64", "float32"), rounds=3, warm_runs=2):
     small fit (the notebook's network on its moons, 2 epochs) in a new process, which
     compiles, then ``warm_runs`` more processes that load what it left; each time, also
     ``import sklearn.neural_network`` and what ``import fastmlp`` adds to it, in
-    seconds. One process alone is at the mercy of the machine's state: on a shared
-    2-core machine the same warm import took 0.15 s in a quiet minute (this function, one
-    round) and 0.43 s in a slow one (the report of commit e2d278d, one process)."""
+    seconds. One process alone is at the mercy of the machine's state: in one report's
+    run (commit e2d278d, a 2-core AMD EPYC), one process each, the same warm import took
+    0.43 s for float64 and 0.33 s for float32."""
     results = {}
     for dtype in dtypes:
         cold, sklearn_import, warm_import, warm = [], [], [], []

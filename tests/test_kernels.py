@@ -509,6 +509,7 @@ def test_a_team_whose_threads_never_meet_runs_on_one(monkeypatch):
     monkeypatch.setattr(_api._parallel_driver, "seconds_alone",
                         _api.PARALLEL_COMPILE_AFTER_SECONDS)
     team = train_in_team(network, X, Y, "adam", n_threads=None)
+    assert team[4][_team.MODE] == _team.TEAM  # the threads met
     monkeypatch.setattr(_threads.ThreadChoice, "next", lambda self: 1)
     monkeypatch.setattr(_api, "_team_size", lambda run_plan, n_threads: run_plan.n_chunks)
     alone = train_in_team(network, X, Y, "adam", n_threads=None)
@@ -867,24 +868,53 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
 
 def _kernels_with_loops():
     """(module, name, calls wide_vectors first) for every kernel of fastmlp/kernels that
-    Numba compiles on its own (an njit function not inlined by Numba) and that loops."""
+    Numba compiles on its own (an njit function neither inlined by Numba nor a parallel
+    region, whose loops Numba outlines into functions of its own) and that loops, in its
+    own body or in a function Numba inlines into it."""
     import ast
     import pathlib
 
-    found = []
+    def njit_options(node):
+        for decorator in getattr(node, "decorator_list", []):
+            call = decorator if isinstance(decorator, ast.Call) else None
+            target = call.func if call else decorator
+            if getattr(target, "id", getattr(target, "attr", None)) == "njit":
+                keywords = call.keywords if call else []
+                return {k.arg: getattr(k.value, "value", None) for k in keywords}
+        return None
+
+    functions = {}  # (module, name): (node, options)
     for path in sorted(pathlib.Path(kernels.__file__).parent.glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text())):
-            decorators = [d for d in getattr(node, "decorator_list", [])
-                          if isinstance(d, ast.Call) and getattr(d.func, "id", None) == "njit"]
-            if not decorators or not any(isinstance(inner, (ast.For, ast.While))
-                                         for inner in ast.walk(node)):
-                continue
-            keywords = {k.arg: getattr(k.value, "value", None) for k in decorators[0].keywords}
-            if keywords.get("inline") == "always":
-                continue
-            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
-            first = ast.unparse(body[0]) if body else ""
-            found.append((path.stem, node.name, first == "wide_vectors()"))
+            options = njit_options(node)
+            if isinstance(node, ast.FunctionDef) and options is not None:
+                functions[path.stem, node.name] = (node, options)
+
+    def inlined(module, name):
+        """The function Numba inlines for a call of ``name`` in ``module`` (its own
+        module's, else an imported one), or None."""
+        for key in [(module, name)] + [key for key in functions if key[1] == name]:
+            if key in functions and functions[key][1].get("inline") == "always":
+                return key
+        return None
+
+    def loops(key, seen=()):
+        node = functions[key][0]
+        if any(isinstance(inner, (ast.For, ast.While)) for inner in ast.walk(node)):
+            return True
+        called = {getattr(inner.func, "id", None) for inner in ast.walk(node)
+                  if isinstance(inner, ast.Call)}
+        callees = {inlined(key[0], name) for name in called} - {None, *seen}
+        return any(loops(callee, seen + (key,)) for callee in callees)
+
+    found = []
+    for (module, name), (node, options) in functions.items():
+        if options.get("inline") == "always" or options.get("parallel"):
+            continue
+        if not loops((module, name)):
+            continue
+        body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+        found.append((module, name, bool(body) and ast.unparse(body[0]) == "wide_vectors()"))
     return found
 
 
@@ -893,7 +923,8 @@ def test_kernels_ask_for_wide_vectors():
     """Each kernel compiled on its own that loops calls ``_math.wide_vectors()`` first (a
     loop is vectorized in its own function, before LLVM inlines it anywhere), but those
     of ``_math.DEFAULT_VECTORS``, and the call gives the kernel's function LLVM's
-    attribute for the CPU's widest vectors."""
+    attribute for the CPU's widest vectors. (A parallel region's loop body is a function
+    Numba outlines, without the attribute: the regions only call other kernels.)"""
     import re
 
     from numba import njit

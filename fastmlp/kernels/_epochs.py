@@ -91,7 +91,6 @@ def _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, 
     """One chunk of the batch per thread, each into its own ``grads[chunk]`` and
     ``chunk_losses[chunk]``, left unsummed. BLAS layers call BLAS from each thread
     (limited to one thread of its own by the caller, see ``fastmlp.kernels._threads``)."""
-    wide_vectors()
     n_chunks = buffers.works.shape[0]
     works, grads, scratch = buffers.works, buffers.grads, buffers.scratch
     chunk_losses = buffers.chunk_losses
@@ -158,6 +157,7 @@ def _sum_and_step(
     (``step_kernel``: one of ``FINISH_AND_STEP``, by address), on slice ``part`` of
     ``n_parts`` of the parameters (0 of 1: all); returns the slice's share of the
     penalty."""
+    wide_vectors()
     lo, hi = _chunk_bounds(0, theta.shape[0], n_parts, part)
     n_coefs = min(max(n_coef_params - lo, 0), hi - lo)
     return step_kernel(
@@ -336,7 +336,6 @@ def train_epochs_parallel(member_kernel, tile_kernel, step_kernel, network, data
     callee's code three times over. ``epochs.last_phase`` below ``PHASE_UPDATE`` runs
     only part of each batch, for ``fastmlp profile``.
     """
-    wide_vectors()
     for member in prange(buffers.works.shape[0]):
         member_kernel(member, tile_kernel, step_kernel, network, data, optimizer, buffers,
                       epochs)

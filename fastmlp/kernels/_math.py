@@ -143,9 +143,9 @@ def wide_vectors():
     for wider ones (its ``"prefer-vector-width"`` attribute, which this sets on the
     calling function). On a 2-core Intel Xeon with AVX-512, against the engine before
     (``python -m benchmarks.ab <checkout before> . numba W1,W2,W3,W3-float32,W4-float32,
-    W5,W5-float32,W6 8``): W5's epoch 1.19x as fast, W5-float32's 1.36x (1.08x and 1.09x
-    in two earlier runs), W1's step 1.11x, W2's epoch 1.29x (in its subnormal state,
-    README), W6's 1.04x; W3, W3-float32 and W4-float32 within 2 % (their time is in BLAS).
+    W5,W5-float32,W6 8``): W5's epoch 1.19x as fast, W5-float32's 1.08x to 1.36x (three
+    runs), W1's step 1.11x, W2's epoch 1.29x (in its subnormal state, README), W6's
+    1.04x; W3, W3-float32 and W4-float32 within 2 % (their time is in BLAS).
     Without AVX-512 nothing changes: 256-bit vectors are the widest there. (Adam's step
     is the exception: ``DEFAULT_VECTORS``.) Each kernel compiled on its own needs
     the call: a loop is vectorized in its own function, before LLVM inlines that into

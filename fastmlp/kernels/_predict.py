@@ -168,7 +168,6 @@ def forward_serial(X, coefs, intercepts, hidden, output, out):
 def forward_parallel(X, coefs, intercepts, hidden, output, n_workers, out):
     """:func:`forward_serial` with the tiles shared out among ``n_workers`` threads, each
     a run of consecutive tiles."""
-    wide_vectors()
     if not _shapes_agree(X, coefs, intercepts, out):
         return -1
     blas = _on_blas(coefs, X.shape[0])
