@@ -11,6 +11,7 @@ process with an empty Numba cache, and prints, from Numba's compile events:
   largest first.
 """
 
+import argparse
 import os
 import subprocess
 import sys
@@ -78,11 +79,12 @@ for name, seconds in sorted(compiles.own.items(), key=lambda item: -item[1]):
 
 
 def main(argv=None):
-    argv = sys.argv[1:] if argv is None else argv
-    dtype = argv[0] if argv else "float64"
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("dtype", nargs="?", default="float64", choices=["float64", "float32"])
+    args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory() as cache:
         env = dict(os.environ, NUMBA_CACHE_DIR=cache)
-        subprocess.run([sys.executable, "-c", _PROFILED_FIT, dtype], env=env, check=True)
+        subprocess.run([sys.executable, "-c", _PROFILED_FIT, args.dtype], env=env, check=True)
 
 
 if __name__ == "__main__":

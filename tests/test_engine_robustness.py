@@ -94,6 +94,16 @@ class _CountedDriver:
         return getattr(self.dispatcher, name)
 
 
+def _new_machines_driver(team):
+    """A ``_ParallelDriver`` that looked for the team's driver, as on a new machine,
+    and did not find it, with ``team`` as many signatures compiled as now."""
+    driver = _api._ParallelDriver()
+    dtype = np.dtype(np.float64)
+    driver.ready[dtype] = False
+    driver.compiled_when_looked[dtype] = len(team.overloads)
+    return driver
+
+
 @two_threads
 @pytest.mark.skipif(config.DISABLE_JIT, reason="compiled kernels only")
 def test_a_team_waits_for_its_driver_until_the_time_alone_would_pay_for_it(monkeypatch):
@@ -109,8 +119,7 @@ def test_a_team_waits_for_its_driver_until_the_time_alone_would_pay_for_it(monke
     team = _CountedDriver(_epochs.train_epochs_parallel)
     monkeypatch.setattr(_epochs, "train_epochs_alone", alone)
     monkeypatch.setattr(_epochs, "train_epochs_parallel", team)
-    driver = _api._ParallelDriver()
-    driver.ready[np.dtype(np.float64)] = False  # as on a new machine
+    driver = _new_machines_driver(team)
     monkeypatch.setattr(_api, "_parallel_driver", driver)
     monkeypatch.setattr(_api, "PARALLEL_COMPILE_AFTER_SECONDS", 3600.0)
 
@@ -127,6 +136,28 @@ def test_a_team_waits_for_its_driver_until_the_time_alone_would_pay_for_it(monke
     driver.seconds_alone, team.calls = 0.0, 0
     assert digest(train(network, X, Y, n_threads=2)[0]) == expected
     assert team.calls > 0
+
+
+@two_threads
+@pytest.mark.skipif(config.DISABLE_JIT, reason="compiled kernels only")
+def test_a_team_driver_compiled_after_the_first_look_is_used_at_once(monkeypatch):
+    """Where the team's driver was not found, and has compiled a signature since (by
+    ``warmup()``, or a trainer given a thread count), the team runs at once, before the
+    time alone is out."""
+    from fastmlp.kernels import _epochs
+
+    network, X, Y = make_data(4, PLANS["copies"], 700)
+    expected = digest(train(network, X, Y, n_threads=2)[0])  # (the team, compiled)
+    team = _CountedDriver(_epochs.train_epochs_parallel)
+    monkeypatch.setattr(_epochs, "train_epochs_parallel", team)
+    driver = _new_machines_driver(team)
+    driver.compiled_when_looked[np.dtype(np.float64)] -= 1  # looked before the compile
+    monkeypatch.setattr(_api, "_parallel_driver", driver)
+    monkeypatch.setattr(_api, "PARALLEL_COMPILE_AFTER_SECONDS", 3600.0)
+
+    assert digest(train(network, X, Y)[0]) == expected
+    assert team.calls > 0 and driver.ready[np.dtype(np.float64)]
+    assert driver.seconds_alone == 0
 
 
 _LOADS_THE_TEAM_DRIVER = """

@@ -171,14 +171,27 @@ class _ParallelDriver:
 
     def __init__(self):
         self.ready = {}  # per dtype: compiled, or loaded from the cache
+        # Per dtype not ready: how many signatures the driver had when last looked for.
+        self.compiled_when_looked = {}
         self.seconds_alone = 0.0  # spent on one thread for want of it
 
     def available(self, dtype, args):
         """Whether the driver, for the types of ``args``, is compiled or can be loaded
-        from Numba's cache (then loaded); or the time on one thread has run out."""
-        if dtype not in self.ready:
-            self.ready[dtype] = _load_from_cache(_epochs.train_epochs_parallel, args)
+        from Numba's cache (then loaded); or the time on one thread has run out.
+
+        Not found, it is looked for again once the driver has compiled (or loaded) a
+        signature since: after ``warmup()``, or a trainer that asked for threads."""
+        if not self.ready.get(dtype):
+            driver = _epochs.train_epochs_parallel
+            if self.compiled_when_looked.get(dtype) != _n_compiled(driver):
+                self.ready[dtype] = _load_from_cache(driver, args)
+                self.compiled_when_looked[dtype] = _n_compiled(driver)
         return self.ready[dtype] or self.seconds_alone >= PARALLEL_COMPILE_AFTER_SECONDS
+
+
+def _n_compiled(dispatcher):
+    """How many signatures ``dispatcher`` has compiled or loaded (none, the JIT off)."""
+    return len(getattr(dispatcher, "overloads", ()))
 
 
 def _load_from_cache(dispatcher, args):
