@@ -51,6 +51,7 @@ from fastmlp._sklearn_shortcuts import (
     _check_is_fitted,
     _comparable,
     _first_partial_fit_call,
+    _fitted_binarizer,
     _labels_of,
     _param_names,
     _unique_labels,
@@ -939,8 +940,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = LabelBinarizer()
-            self._label_binarizer.fit(y)
+            self._label_binarizer = _fitted_binarizer(y)
             self.classes_ = self._label_binarizer.classes_
         else:
             classes = _unique_labels(y)
@@ -1006,7 +1006,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         """
         if _on_dask(X):
             return _dask().score(self, X, y, sample_weight=sample_weight)
-        return super().score(X, y, sample_weight=sample_weight)
+        return _accuracy(y, self.predict(X), sample_weight)  # (as ClassifierMixin.score)
 
     def _score(self, X, y, sample_weight=None):
         return self._score_with_function(X, y, sample_weight, _accuracy)

@@ -409,6 +409,61 @@ def test_unique_labels_are_sklearns(y, dtype):
     assert got.dtype == expected.dtype and got.tolist() == expected.tolist()
 
 
+@pytest.mark.parametrize(
+    "y",
+    [[0, 1, 1, 0], [3, 9, 3, 7], [-2, 5, 5], [0, 10**9], [7], [250, 3]],
+    ids=["binary", "gaps", "negative", "huge", "one", "wide"],
+)
+@pytest.mark.parametrize("kind", [np.int64, np.int32, np.uint8, "list", np.float64, "str"])
+def test_fitted_binarizer_is_labelbinarizers(y, kind):
+    """Every fitted attribute, its type and dtype, as ``LabelBinarizer().fit`` sets them,
+    whether the labels take the direct route (integer arrays) or scikit-learn's."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    from fastmlp._sklearn_shortcuts import _fitted_binarizer
+
+    if kind == "list":
+        labels = list(y)
+    elif kind == "str":
+        labels = np.array([str(v) for v in y])
+    else:
+        labels = np.array(y).astype(kind)
+        if labels.tolist() != y:  # (uint8 of a negative or large label: another set)
+            labels = np.array(y, dtype=np.int64) % 256
+    expected, got = LabelBinarizer().fit(labels), _fitted_binarizer(labels)
+    assert type(got) is LabelBinarizer
+    assert got.__dict__.keys() == expected.__dict__.keys()
+    for name, value in expected.__dict__.items():
+        if isinstance(value, np.ndarray):
+            assert got.__dict__[name].dtype == value.dtype, name
+            np.testing.assert_array_equal(got.__dict__[name], value)
+        else:
+            assert type(got.__dict__[name]) is type(value) and got.__dict__[name] == value
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_score_is_accuracy_scores(three_classes):
+    """``score``: ``accuracy_score`` of ``predict``, its value, and its errors, for labels
+    and weights as arrays or lists, weights with zeros, and weights of another length."""
+    from sklearn.metrics import accuracy_score
+
+    X, y = three_classes
+    model = fastmlp.MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
+    predicted = model.predict(X)
+    weights = np.linspace(0.5, 2.0, len(y))
+    zero_weights = weights.copy()
+    zero_weights[::3] = 0
+    for labels in (y, list(y), y.astype(np.int32)):
+        for sample_weight in (None, weights, list(weights), zero_weights):
+            expected = accuracy_score(labels, predicted, sample_weight=sample_weight)
+            got = model.score(X, labels, sample_weight=sample_weight)
+            assert type(got) is float and got == expected
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        accuracy_score(y, predicted, sample_weight=weights[1:])
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        model.score(X, y, sample_weight=weights[1:])
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_refits_start_afresh_as_sklearns(three_classes, solver):
     """A second fit reuses the first's buffers and random state, but starts a new
