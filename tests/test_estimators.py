@@ -464,6 +464,25 @@ def test_score_is_accuracy_scores(three_classes):
         model.score(X, y, sample_weight=weights[1:])
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+def test_best_weights_stay_the_initial_ones_as_sklearns(three_classes, solver):
+    """Without early stopping, ``_best_coefs`` and ``_best_intercepts`` are the initial
+    weights after a fit, as scikit-learn's copies of them are: fastmlp keeps the initial
+    arrays themselves, which no fit may write into."""
+    X, y = three_classes
+    settings = dict(hidden_layer_sizes=(7, 5), solver=solver, max_iter=4, random_state=0)
+    ours, theirs = fastmlp.MLPClassifier(**settings), sk.MLPClassifier(**settings)
+    for _ in range(2):  # a fit, then a refit that reuses the first one's solver
+        ours.fit(X, y)
+        theirs.fit(X, y)
+        for got, expected in zip(ours._best_coefs + ours._best_intercepts,
+                                 theirs._best_coefs + theirs._best_intercepts):
+            np.testing.assert_array_equal(got, expected)
+        assert not any(np.shares_memory(best, fitted)
+                       for best in ours._best_coefs for fitted in ours.coefs_)
+
+
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_refits_start_afresh_as_sklearns(three_classes, solver):
     """A second fit reuses the first's buffers and random state, but starts a new
