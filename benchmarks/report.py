@@ -195,9 +195,10 @@ def run(out_dir="reports", quick=False, log=print):
         predicted += bench_predict.measure(network, rounds=3 if quick else 5,
                                            seconds=0.3 if quick else 0.5)
     log("end to end (workloads E1, E2)")
-    # Seven rounds: of three, two can fall in one of the machine's slow minutes (fastmlp's
-    # search took 0.84 s in two rounds of this report and 0.63 s in the third; 0.59 to
-    # 0.62 s a few minutes later, python -m benchmarks.bench_end_to_end --workloads E1).
+    # Seven rounds: of three, two can fall in one of the machine's slow minutes (in a run
+    # of this report with three, fastmlp's search took 0.84 s in two rounds and 0.63 s
+    # in the third; 0.59 to 0.62 s a few minutes later, python -m
+    # benchmarks.bench_end_to_end --workloads E1).
     end_to_end = bench_end_to_end.measure(rounds=2 if quick else 7, log=log)
     log("compile times and memory (fresh processes)")
     rows += targets.subprocess_rows(targets.compile_times(), targets.fit_memory(),

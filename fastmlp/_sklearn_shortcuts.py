@@ -86,13 +86,15 @@ def _unique_labels(y):
 
 
 def _fitted_binarizer(y):
-    """``LabelBinarizer().fit(y)``. Integer labels in one column get its three fitted
-    attributes directly: its type check of them (two passes of ``check_array``) cost
-    0.7 ms of each fit of a grid search on the digits (``python -m
-    benchmarks.bench_end_to_end``: about 17 ms a fit), for a result it reads off the
-    count of classes."""
+    """``LabelBinarizer().fit(y)``. Integer labels in one column, in the machine's byte
+    order, get its three fitted attributes directly: its type check of them (two passes
+    of ``check_array``) cost 0.7 ms of each fit of a grid search on the digits (``python
+    -m benchmarks.bench_end_to_end``: about 17 ms a fit), for a result it reads off the
+    count of classes. (Its ``classes_`` of labels in the other byte order are in this
+    machine's.)"""
     binarizer = LabelBinarizer()
-    if type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu" and y.size:
+    if (type(y) is np.ndarray and y.ndim == 1 and y.dtype.kind in "iu" and y.size
+            and y.dtype.isnative):
         binarizer.classes_ = _unique_labels(y)
         binarizer.y_type_ = "multiclass" if len(binarizer.classes_) > 2 else "binary"
         binarizer.sparse_input_ = False
@@ -143,15 +145,18 @@ def _labels_of(binarizer, y_pred):
 
 
 def _accuracy(y_true, y_pred, sample_weight=None):
-    """``accuracy_score``; labels in one column of one plain dtype, with positive weights
-    of the same shape if any, skip its checks (the validation score of every
-    early-stopping epoch, and ``score``: 1 ms of each fit and score of a grid search on
-    the digits, ``python -m benchmarks.bench_end_to_end``)."""
+    """``accuracy_score``; labels in one column of one plain dtype, with positive, finite
+    real weights of the same shape if any, skip its checks (the validation score of
+    every early-stopping epoch, and ``score``: 1 ms of each fit and score of a grid
+    search on the digits, ``python -m benchmarks.bench_end_to_end``). Other weights get
+    its errors."""
     if (
         type(y_true) is np.ndarray
         and (sample_weight is None or (type(sample_weight) is np.ndarray
                                        and sample_weight.shape == y_true.shape
-                                       and np.all(sample_weight > 0)))
+                                       and sample_weight.dtype.kind in "iuf"
+                                       and np.all(sample_weight > 0)
+                                       and np.isfinite(sample_weight).all()))
         and y_true.ndim == 1
         and y_pred.shape == y_true.shape
         and y_true.dtype == y_pred.dtype

@@ -306,8 +306,8 @@ class _BaseMLP(BaseEstimator):
         # scikit-learn's copies of the initial weights. Here the same arrays: no fit
         # writes into them (the solvers train weights of their own, and coefs_ is bound
         # to new arrays after), and a wide network holds one copy less while it fits
-        # (the W4 fit of benchmarks.targets.fit_memory: 12.5 MiB resident added, not
-        # 13.2; 1.5 MiB less allocated at its peak, tracemalloc).
+        # (the W4 fit of benchmarks.targets.fit_memory(): 12.5 MiB of resident memory
+        # added, not 13.2).
         self._best_coefs = list(self.coefs_)
         self._best_intercepts = list(self.intercepts_)
 

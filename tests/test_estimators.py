@@ -414,7 +414,7 @@ def test_unique_labels_are_sklearns(y, dtype):
     [[0, 1, 1, 0], [3, 9, 3, 7], [-2, 5, 5], [0, 10**9], [7], [250, 3]],
     ids=["binary", "gaps", "negative", "huge", "one", "wide"],
 )
-@pytest.mark.parametrize("kind", [np.int64, np.int32, np.uint8, "list", np.float64, "str"])
+@pytest.mark.parametrize("kind", [np.int64, np.int32, np.uint8, ">i8", "list", np.float64, "str"])
 def test_fitted_binarizer_is_labelbinarizers(y, kind):
     """Every fitted attribute, its type and dtype, as ``LabelBinarizer().fit`` sets them,
     whether the labels take the direct route (integer arrays) or scikit-learn's."""
@@ -458,10 +458,14 @@ def test_score_is_accuracy_scores(three_classes):
             expected = accuracy_score(labels, predicted, sample_weight=sample_weight)
             got = model.score(X, labels, sample_weight=sample_weight)
             assert type(got) is float and got == expected
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        accuracy_score(y, predicted, sample_weight=weights[1:])
-    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
-        model.score(X, y, sample_weight=weights[1:])
+    infinite = weights.copy()
+    infinite[0] = np.inf
+    for bad, error in ((weights[1:], "inconsistent numbers of samples"),
+                       (infinite, "infinity"), (weights.astype(complex), "Complex data")):
+        with pytest.raises(ValueError, match=error):
+            accuracy_score(y, predicted, sample_weight=bad)
+        with pytest.raises(ValueError, match=error):
+            model.score(X, y, sample_weight=bad)
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -472,15 +476,20 @@ def test_best_weights_stay_the_initial_ones_as_sklearns(three_classes, solver):
     arrays themselves, which no fit may write into."""
     X, y = three_classes
     settings = dict(hidden_layer_sizes=(7, 5), solver=solver, max_iter=4, random_state=0)
-    ours, theirs = fastmlp.MLPClassifier(**settings), sk.MLPClassifier(**settings)
-    for _ in range(2):  # a fit, then a refit that reuses the first one's solver
-        ours.fit(X, y)
-        theirs.fit(X, y)
+    theirs = sk.MLPClassifier(**settings)
+    for backend in ("numba", "numpy"):
+        ours = fastmlp.MLPClassifier(backend=backend, **settings)
+        # A fit, a refit that reuses the first one's solver, then fits that go on from
+        # the weights (warm_start; partial_fit for the stochastic solvers).
+        for warm_start in (False, False, True):
+            ours.set_params(warm_start=warm_start).fit(X, y)
+            theirs.set_params(warm_start=warm_start).fit(X, y)
+        if solver != "lbfgs":
+            ours.partial_fit(X, y)
+            theirs.partial_fit(X, y)
         for got, expected in zip(ours._best_coefs + ours._best_intercepts,
                                  theirs._best_coefs + theirs._best_intercepts):
             np.testing.assert_array_equal(got, expected)
-        assert not any(np.shares_memory(best, fitted)
-                       for best in ours._best_coefs for fitted in ours.coefs_)
 
 
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
