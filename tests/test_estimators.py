@@ -444,7 +444,8 @@ def test_fitted_binarizer_is_labelbinarizers(y, kind):
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 def test_score_is_accuracy_scores(three_classes):
     """``score``: ``accuracy_score`` of ``predict``, its value, and its errors, for labels
-    and weights as arrays or lists, weights with zeros, and weights of another length."""
+    and weights as arrays or lists, weights with zeros, and weights of another length,
+    infinite or complex."""
     from sklearn.metrics import accuracy_score
 
     X, y = three_classes
