@@ -102,6 +102,29 @@ def _fitted_binarizer(y):
     return binarizer.fit(y)
 
 
+def _fit_classes(estimator, y, incremental):
+    """``MLPClassifier._validate_input``'s label handling, shared with fits on Dask: a
+    new binarizer (:func:`_fitted_binarizer`) on a new fit, else the fitted classes,
+    checked against ``y`` with scikit-learn's errors."""
+    if not hasattr(estimator, "classes_") or (not estimator.warm_start and not incremental):
+        estimator._label_binarizer = _fitted_binarizer(y)
+        estimator.classes_ = estimator._label_binarizer.classes_
+        return
+    classes = _unique_labels(y)
+    if estimator.warm_start:
+        if set(classes) != set(estimator.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in "
+                f"the previous call to fit. Previously got {estimator.classes_}, `y` has "
+                f"{classes}"
+            )
+    elif len(np.setdiff1d(classes, estimator.classes_, assume_unique=True)):
+        raise ValueError(
+            "`y` has classes not in `self.classes_`. "
+            f"`self.classes_` has {estimator.classes_}. 'y' has {classes}."
+        )
+
+
 def _binarize(binarizer, y):
     """``binarizer.transform(y).astype(bool)``, where ``y`` holds only known classes.
 

@@ -74,10 +74,11 @@ from sklearn.metrics import accuracy_score, r2_score
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils import column_or_1d
-from sklearn.utils.multiclass import type_of_target, unique_labels
+from sklearn.utils.multiclass import type_of_target
 from sklearn.utils.validation import _check_y, check_array, check_is_fitted, validate_data
 
 from fastmlp import reference
+from fastmlp._sklearn_shortcuts import _fit_classes
 from fastmlp._solvers import StochasticSolver, make_schedule
 
 __all__ = [
@@ -624,33 +625,10 @@ class _Labels:
             return cls(n_outputs, ("regressor", None), None, y_dtype)
         if y is None:
             y = _gathered_labels(rows, client)
-        _classifier_binarizer(estimator, y, incremental)
+        _fit_classes(estimator, y, incremental)
         binarizer = estimator._label_binarizer
         n_outputs = _binarize(binarizer, y[:1]).shape[1]
         return cls(n_outputs, ("classifier", binarizer), y, np.dtype(bool))
-
-
-def _classifier_binarizer(estimator, y, incremental):
-    """``MLPClassifier._validate_input``'s label handling: a new ``LabelBinarizer`` on a
-    new fit, else the fitted classes, checked against ``y``."""
-    if not hasattr(estimator, "classes_") or (not estimator.warm_start and not incremental):
-        estimator._label_binarizer = LabelBinarizer()
-        estimator._label_binarizer.fit(y)
-        estimator.classes_ = estimator._label_binarizer.classes_
-        return
-    classes = unique_labels(y)
-    if estimator.warm_start:
-        if set(classes) != set(estimator.classes_):
-            raise ValueError(
-                "warm_start can only be used where `y` has the same classes as in "
-                f"the previous call to fit. Previously got {estimator.classes_}, `y` has "
-                f"{classes}"
-            )
-    elif len(np.setdiff1d(classes, estimator.classes_, assume_unique=True)):
-        raise ValueError(
-            "`y` has classes not in `self.classes_`. "
-            f"`self.classes_` has {estimator.classes_}. 'y' has {classes}."
-        )
 
 
 def _gathered_labels(rows, client):

@@ -51,10 +51,9 @@ from fastmlp._sklearn_shortcuts import (
     _check_is_fitted,
     _comparable,
     _first_partial_fit_call,
-    _fitted_binarizer,
+    _fit_classes,
     _labels_of,
     _param_names,
-    _unique_labels,
     _validate_X_y,
 )
 from fastmlp._solvers import StochasticSolver, forward, lbfgs_objective
@@ -944,23 +943,7 @@ class MLPClassifier(ClassifierMixin, _BaseMLP):
         X, y = _validate_X_y(self, X, y, reset)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        if not hasattr(self, "classes_") or (not self.warm_start and not incremental):
-            self._label_binarizer = _fitted_binarizer(y)
-            self.classes_ = self._label_binarizer.classes_
-        else:
-            classes = _unique_labels(y)
-            if self.warm_start:
-                if set(classes) != set(self.classes_):
-                    raise ValueError(
-                        "warm_start can only be used where `y` has the same classes as in "
-                        f"the previous call to fit. Previously got {self.classes_}, `y` has "
-                        f"{classes}"
-                    )
-            elif len(np.setdiff1d(classes, self.classes_, assume_unique=True)):
-                raise ValueError(
-                    "`y` has classes not in `self.classes_`. "
-                    f"`self.classes_` has {self.classes_}. 'y' has {classes}."
-                )
+        _fit_classes(self, y, incremental)
         return X, _binarize(self._label_binarizer, y)
 
     def predict(self, X):
