@@ -868,7 +868,7 @@ def test_training_loops_hold_no_copy_of_the_tile_or_step_code():
 
 def _kernels_with_loops():
     """(module, name, calls wide_vectors first) for every kernel of fastmlp/kernels that
-    Numba compiles on its own (an njit function neither inlined by Numba nor a parallel
+    Numba compiles on its own (a jitted function neither inlined by Numba nor a parallel
     region, whose loops Numba outlines into functions of its own) and that loops, in its
     own body or in a function Numba inlines into it."""
     import ast
@@ -878,7 +878,8 @@ def _kernels_with_loops():
         for decorator in getattr(node, "decorator_list", []):
             call = decorator if isinstance(decorator, ast.Call) else None
             target = call.func if call else decorator
-            if getattr(target, "id", getattr(target, "attr", None)) == "njit":
+            # (numba.njit, or fastmlp.kernels._calls.jit, which takes njit's options)
+            if getattr(target, "id", getattr(target, "attr", None)) in ("njit", "jit"):
                 keywords = call.keywords if call else []
                 return {k.arg: getattr(k.value, "value", None) for k in keywords}
         return None
@@ -948,6 +949,80 @@ def test_kernels_ask_for_wide_vectors():
     group = re.search(r"#(\d+) \{$", own).group(1)
     assert _math.PREFER_WIDE_VECTORS in re.search(
         rf"^attributes #{group} = \{{(.*)\}}$", code, re.MULTILINE).group(1)
+
+
+def _scaled_sum(x, scale, out):
+    """A small function for the compiles below: out[0] = scale * sum(x), returned."""
+    total = 0.0
+    for i in range(x.shape[0]):
+        total += x[i]
+    out[0] = scale * total
+    return out[0]
+
+
+@pytest.mark.skipif(config.DISABLE_JIT, reason="inspects compiled code")
+@pytest.mark.parametrize("callers", ["python", "address", "kernels"])
+def test_kernels_get_only_the_wrappers_their_callers_use(callers):
+    """``_calls.jit(callers)`` compiles a function with Numba's wrapper for Python only
+    for ``"python"``, the one callable from C only for ``"address"``, neither for
+    ``"kernels"``; each is right called from a kernel, by address where it has the
+    wrapper for C, and from Python, where the others run through a compiled caller."""
+    from numba import njit, types
+
+    from fastmlp.kernels._calls import CompiledKernel, jit
+
+    function = jit(callers, error_model="numpy")(_scaled_sum)
+    signature = types.float64(types.float64[::1], types.float64, types.float64[::1])
+    function.compile(signature.args)
+    code = function.inspect_llvm(signature.args)
+    defined = [line for line in code.splitlines() if line.startswith("define")]
+    assert any("cpython" in line for line in defined) == (callers == "python")
+    assert any("cfunc" in line for line in defined) == (callers == "address")
+
+    x, out = np.arange(5.0), np.zeros(1)
+    assert function(x, 2.0, out) == 20.0 and out[0] == 20.0  # from Python
+
+    @njit
+    def call(x, scale, out):
+        return function(x, scale, out)
+
+    assert call(x, 3.0, out) == 30.0 and out[0] == 30.0  # from a kernel
+    if callers == "address":
+        kernel = CompiledKernel(function, signature)
+        assert kernel.address != 0
+
+        @njit
+        def call_by_address(kernel, x, scale, out):
+            return kernel(x, scale, out)
+
+        assert call_by_address(kernel, x, 4.0, out) == 40.0 and out[0] == 40.0
+
+
+def test_every_kernel_says_who_calls_it():
+    """Every function of fastmlp/kernels that Numba compiles on its own is made with
+    ``_calls.jit``, which names its callers (and so the wrappers it needs), not with
+    ``numba.njit``: only those Numba inlines (``inline="always"``) may be (and ``_calls``,
+    which makes ``jit``, compiles with ``njit`` its callers for Python)."""
+    import ast
+    import pathlib
+
+    plain, named = [], 0
+    for path in sorted(pathlib.Path(kernels.__file__).parent.glob("*.py")):
+        if path.stem == "_calls":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            for decorator in getattr(node, "decorator_list", []):
+                if not isinstance(decorator, ast.Call):
+                    assert getattr(decorator, "id", None) != "njit", (path.stem, node.name)
+                    continue
+                name = getattr(decorator.func, "id", getattr(decorator.func, "attr", None))
+                options = {k.arg: getattr(k.value, "value", None) for k in decorator.keywords}
+                if name == "jit":
+                    assert decorator.args[0].value in ("python", "address", "kernels")
+                    named += 1
+                elif name == "njit" and options.get("inline") != "always":
+                    plain.append(f"{path.stem}.{node.name}")
+    assert named > 40 and plain == []
 
 
 @fast_inputs

@@ -11,6 +11,7 @@ import numpy as np
 from numba import njit
 
 from fastmlp.activations import HIDDEN_ACTIVATIONS, LEAKY_RELU_SLOPE, OUTPUTS
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._math import FASTMATH, exp, log_positive, tanh, tanh_of_abs, wide_vectors
 
 IDENTITY = HIDDEN_ACTIVATIONS["identity"].code
@@ -30,7 +31,7 @@ _GELU_C = float(np.sqrt(2.0 / np.pi))
 _GELU_K = 0.044715
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _gelu_parts(x):
     """For gelu's tanh form, 0.5 * x * (1 + tanh(u)): the factor 1 + tanh(u) and
     1 - tanh(u)**2, u = sqrt(2 / pi) * (x + 0.044715 * x**3), without cancellation.
@@ -43,13 +44,13 @@ def _gelu_parts(x):
     return one_plus, complement * (t(1) + magnitude)  # (1 - tanh|u|) (1 + tanh|u|)
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _logistic(z):
     """1 / (1 + exp(-z)) in z's dtype (computed in float64)."""
     return type(z)(1.0 / (1.0 + exp(-np.float64(z))))
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def activate(code, Z, A, rows):
     """A[:rows] = f(Z[:rows]) for a tile of pre-activations (C-contiguous blocks).
 
@@ -86,7 +87,7 @@ def activate(code, Z, A, rows):
             a[k] = z[k] * _logistic(z[k])
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def scale_by_derivative(code, Z, A, D, rows):
     """D[:rows] *= f'(Z[:rows]), with f' written in terms of A = f(Z) where it can be."""
     wide_vectors()
@@ -129,12 +130,12 @@ def scale_by_derivative(code, Z, A, D, rows):
                 D[i, j] *= s * (one + Z[i, j] * (one - s))
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _xlogy(x, y):
     return x * np.log(y) if x != 0 else x - x
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _xlog_probability(x, p):
     """x * log(p), 0 where x is 0, for a probability p clipped away from 0: the log is
     taken either way and the choice made after, so a loop of it has no branch."""
@@ -145,7 +146,7 @@ def _xlog_probability(x, p):
 # Each output activation and loss is a function of its own, and output_activate and
 # output_loss_and_delta choose among them: a kernel compiled for one output (the fused
 # kernel, ``_shallow.py``) calls only that one, and compiles only its code.
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def softmax_rows(Z, A, rows):
     """A[:rows] = softmax of each row of Z[:rows]."""
     wide_vectors()
@@ -193,7 +194,7 @@ def _flat(Z, A, rows):
     return Z.reshape(-1)[:size], A.reshape(-1)[:size]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def logistic_rows(Z, A, rows):
     """A[:rows] = the logistic function of Z[:rows]."""
     wide_vectors()
@@ -202,7 +203,7 @@ def logistic_rows(Z, A, rows):
         a[k] = _logistic(z[k])
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def exp_rows(Z, A, rows):
     """A[:rows] = exp(Z[:rows]) (the Poisson loss's output)."""
     wide_vectors()
@@ -212,7 +213,7 @@ def exp_rows(Z, A, rows):
         a[k] = t(exp(z[k]))
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def identity_rows(Z, A, rows):
     """A[:rows] = Z[:rows]."""
     wide_vectors()
@@ -221,7 +222,7 @@ def identity_rows(Z, A, rows):
         a[k] = z[k]
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def output_activate(code, Z, A, rows):
     """A[:rows] = the output activation ``code`` of Z[:rows] (softmax per row)."""
     if code == OUT_SOFTMAX:
@@ -266,7 +267,7 @@ def _deltas(A, Y, row, weight, D, i):
         D[i, j] = (A[i, j] - Y[row, j]) * weight
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """The clipped log-loss of a single probability output and its complement: one row
     a lane, a loop LLVM vectorizes (unit weights: on the gathered targets)."""
@@ -293,7 +294,7 @@ def binary_log_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
     """The clipped log-loss of softmax outputs, or with ``both_sides`` (logistic
     outputs) that of each output and its complement; two or more outputs."""
@@ -337,7 +338,7 @@ def log_loss_and_delta(both_sides, A, Y, order, start, sample_weight, D, rows):
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """The Poisson deviance of exp outputs, summed over the outputs."""
     wide_vectors()
@@ -354,7 +355,7 @@ def poisson_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def squared_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     """Half the squared error, averaged over the outputs."""
     wide_vectors()
@@ -372,7 +373,7 @@ def squared_loss_and_delta(A, Y, order, start, sample_weight, D, rows):
     return total
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def output_loss_and_delta(code, A, Y, order, start, sample_weight, D, rows):
     """The loss and output error of output activation ``code`` (see above): the
     log-loss for softmax and logistic outputs, the Poisson deviance for exp outputs,

@@ -17,6 +17,7 @@ from typing import NamedTuple
 from numba import njit, prange
 
 from fastmlp.kernels._buffers import Buffers
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._data import Data
 from fastmlp.kernels._layers import PHASE_UPDATE, Network, with_weights
 from fastmlp.kernels._math import wide_vectors
@@ -41,7 +42,7 @@ class Epochs(NamedTuple):
     team_size: int64  # the threads that meet as a team (1: one does every member's work)
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _chunk_gradient(tile_kernel, network, data, start, stop, work, grad, scratch, last_phase):
     wide_vectors()
     loss = network.theta.dtype.type(0)
@@ -65,7 +66,7 @@ def _chunk_bounds(start, stop, n_chunks, chunk):
     return lo, min(lo + size, stop)
 
 
-@njit(cache=True, error_model="numpy")
+@jit("python", cache=True, error_model="numpy")
 def batch_gradient_serial(tile_kernel, network, data, start, stop, buffers, last_phase):
     """Unnormalised gradient of rows ``data.order[start:stop]`` into
     ``buffers.grads[0]``; one thread.
@@ -86,7 +87,7 @@ def batch_gradient_serial(tile_kernel, network, data, start, stop, buffers, last
     return _sum_chunks(grads, chunk_losses)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@jit("kernels", cache=True, error_model="numpy", parallel=True)
 def _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, last_phase):
     """One chunk of the batch per thread, each into its own ``grads[chunk]`` and
     ``chunk_losses[chunk]``, left unsummed. BLAS layers call BLAS from each thread
@@ -102,7 +103,7 @@ def _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, 
         )
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _sum_chunks(grads, chunk_losses):
     """The chunks' gradients summed into ``grads[0]``, and their losses, in chunk order."""
     wide_vectors()
@@ -113,7 +114,7 @@ def _sum_chunks(grads, chunk_losses):
     return loss
 
 
-@njit(cache=True, error_model="numpy")
+@jit("python", cache=True, error_model="numpy")
 def batch_gradient_parallel(tile_kernel, network, data, start, stop, buffers, last_phase):
     """As ``batch_gradient_serial``, one chunk per thread, summed in chunk order."""
     _chunk_gradients_parallel(tile_kernel, network, data, start, stop, buffers, last_phase)
@@ -149,7 +150,7 @@ def _other_gradient(grads, lo, hi):
     return grads[0, :0]
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _sum_and_step(
     step_kernel, part, n_parts, theta, grads, n_coef_params, weight_sum, step_size, optimizer,
 ):
@@ -185,7 +186,7 @@ def _batch_scale(data, start, stop, optimizer, adam_step):
 # Each batch's share of scikit-learn's epoch loss is its loss times its length;
 # profiling runs (``last_phase`` below ``PHASE_UPDATE``) skip the step and count the raw
 # data loss.
-@njit(cache=True, error_model="numpy")
+@jit("address", cache=True, error_model="numpy")
 def _member_epochs(member, tile_kernel, step_kernel, network, data, optimizer, buffers,
                    epochs):
     """The work of team member ``member`` (see :func:`train_epochs_parallel`): after the
@@ -294,7 +295,7 @@ def member_epochs_signature(dtype, tile_kernel_type, step_kernel_type):
     )  # member, tile_kernel, step_kernel, network, data, optimizer, buffers, epochs
 
 
-@njit(cache=True, error_model="numpy")
+@jit("python", cache=True, error_model="numpy")
 def train_epochs_alone(member_kernel, tile_kernel, step_kernel, network, data, optimizer,
                        buffers, epochs):
     """:func:`train_epochs_parallel` on the calling thread alone: every member's work, in
@@ -303,7 +304,7 @@ def train_epochs_alone(member_kernel, tile_kernel, step_kernel, network, data, o
                          epochs)
 
 
-@njit(cache=True, error_model="numpy", parallel=True)
+@jit("python", cache=True, error_model="numpy", parallel=True)
 def train_epochs_parallel(member_kernel, tile_kernel, step_kernel, network, data, optimizer,
                           buffers, epochs):
     """Run the epochs of ``epochs`` of minibatch training over the sample order

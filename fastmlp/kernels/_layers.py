@@ -35,6 +35,7 @@ from fastmlp.kernels._activations import (
     output_loss_and_delta,
     scale_by_derivative,
 )
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._data import Data, is_sparse
 from fastmlp.kernels._math import FASTMATH, wide_vectors
 from fastmlp.kernels._sparse import sparse_forward, sparse_gradient
@@ -83,7 +84,7 @@ def with_weights(network, theta):
     return Network(theta, *network[1:])
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _layer_start(units, tile, layer, sparse):
     """Where ``layer``'s blocks start in a workspace; for one past the last layer, its
     size. The input rows come first (none for a sparse X), then per layer its z, a and
@@ -98,7 +99,7 @@ def _layer_start(units, tile, layer, sparse):
     return offset
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def layer_offsets(units, tile, layer, sparse):
     """Where ``layer``'s z, a and delta blocks and its transposed blocks start in a
     workspace (computed, not stored: a tile pays no allocation for them)."""
@@ -117,12 +118,12 @@ def workspace_size(units, tile, sparse=False):
     return int(layer_start(units, tile, units.shape[0] - 1, sparse))
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _block(buffer, offset, rows, cols):
     return buffer[offset : offset + rows * cols].reshape((rows, cols))
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_loops(A, W, b, Z, rows):
     """Z[:rows] = A[:rows] @ W + b, four rows at a time.
 
@@ -161,7 +162,7 @@ def _dense_loops(A, W, b, Z, rows):
                 z[j] += a0 * w0[j] + a1 * w1[j] + a2 * w2[j] + a3 * w3[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_start(A, W, b, Z, rows, first):
     """Z[:rows] = b + the first ``first`` (0 to 3) inputs' products."""
     wide_vectors()
@@ -185,7 +186,7 @@ def _dense_start(A, W, b, Z, rows, first):
                 z[j] = b[j] + a0 * w0[j] + a1 * w1[j] + a2 * w2[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _grad_loops(A, D, G, g, rows):
     """G += A[:rows].T @ D[:rows] and g += D[:rows].sum(0).
 
@@ -230,7 +231,7 @@ def _grad_loops(A, D, G, g, rows):
                 gk[j] += a_ik * d[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _backprop_loops(D, W, D_prev, rows):
     """D_prev[:rows] = D[:rows] @ W.T, each entry a contiguous dot product.
 
@@ -270,7 +271,7 @@ def _backprop_loops(D, W, D_prev, rows):
             D_prev[i, k] = _dot(D[i], W[k])
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dot(x, y):
     wide_vectors()
     total = x[0] * y[0]
@@ -279,7 +280,7 @@ def _dot(x, y):
     return total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _transpose(W, WT):
     wide_vectors()
     fan_in, fan_out = W.shape
@@ -288,7 +289,7 @@ def _transpose(W, WT):
             WT[j, k] = W[k, j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _dense_narrow(A, WT, b, Z, rows):
     """Z[:rows] = A[:rows] @ WT.T + b for few outputs: contiguous dot products.
 
@@ -315,7 +316,7 @@ def _dense_narrow(A, WT, b, Z, rows):
         Z[i, 0] = total
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _grad_narrow(A, D, GT, g, rows):
     """GT = D[:rows].T @ A[:rows] (the transposed gradient) and g += D[:rows].sum(0).
 
@@ -347,7 +348,7 @@ def _grad_narrow(A, D, GT, g, rows):
                 gt[k] += d_ij * a[k]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _backprop_narrow(D, WT, D_prev, rows):
     """D_prev[:rows] = D[:rows] @ WT for few outputs: contiguous rows of WT, scaled and
     added (the first written, not added to zeros)."""
@@ -365,7 +366,7 @@ def _backprop_narrow(D, WT, D_prev, rows):
                 d_prev[k] += d_ij * w[k]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("address", cache=True, error_model="numpy", fastmath=FASTMATH)
 def tile_gradient(network, data, start, rows, work, grad, scratch, overwrite, last_phase):
     """Forward and backward of ``network`` over rows ``data.order[start:start + rows]``,
     gradient into ``grad`` (the layout of ``network.theta``).
@@ -512,7 +513,7 @@ def tile_gradient_signature(dtype):
     )  # network, data, start, rows, work, grad, scratch, overwrite, last_phase
 
 
-@njit(cache=True, error_model="numpy")
+@jit("python", cache=True, error_model="numpy")
 def forward_rows(tile_kernel, network, data, work, out):
     """out[i] = the network's output for row ``data.order[i]`` of X, tile by tile (forward
     pass only; ``data.Y`` has no rows).

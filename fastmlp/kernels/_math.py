@@ -5,8 +5,10 @@ the engine's own, which vectorize where libm's calls would not."""
 import math
 
 import numpy as np
-from numba import njit, types
+from numba import types
 from numba.extending import intrinsic, overload
+
+from fastmlp.kernels._calls import jit
 
 # Not 'nnan'/'ninf': NaN and inf checks must survive. 'reassoc' lets the dot products
 # and row sums vectorize; results stay identical run to run for one thread count.
@@ -189,7 +191,7 @@ def _wide_vectors_compiled():
 
 
 # Only 'contract': reassociation would undo the two-part reduction by ln(2).
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit("kernels", cache=True, error_model="numpy", fastmath={"contract"})
 def tanh_of_abs(x):
     """tanh(|x|) and 1 - tanh(|x|), each to full precision, for a float32 or float64 x
     (see above). The second has no cancellation where tanh(|x|) nears 1: it is the
@@ -228,7 +230,7 @@ def tanh_of_abs(x):
     return t(1) - quotient, quotient
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def tanh(x):
     """tanh of a float32 or float64 scalar, computed in its dtype (see above)."""
     result = tanh_of_abs(x)[0]
@@ -245,7 +247,7 @@ _LOG_P = (6.666666666666735130e-01, 3.999999999940941908e-01, 2.8571428743662391
           1.479819860511658591e-01)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit("kernels", cache=True, error_model="numpy", fastmath={"contract"})
 def exp(x):
     """exp(x) in float64: Cody-Waite reduction and the Taylor polynomial of tanh's, then
     2**k in two halves, so that results below 2**-1022 round as subnormals; inf above
@@ -265,7 +267,7 @@ def exp(x):
     return times_pow2(p, half) * times_pow2(1.0, k - half)
 
 
-@njit(cache=True, error_model="numpy", fastmath={"contract"})
+@jit("kernels", cache=True, error_model="numpy", fastmath={"contract"})
 def log_positive(x):
     """log(x) in float64 for a positive normal x (as the clipped probabilities of the
     log-losses are), by fdlibm's method without its special cases: x = 2**k * m with

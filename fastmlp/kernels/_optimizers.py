@@ -10,6 +10,7 @@ from typing import NamedTuple
 import numpy as np
 from numba import njit
 
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._math import quotient, wide_vectors
 from fastmlp.kernels._structs import flag, int64, make, numba_type, real, reals
 
@@ -78,7 +79,7 @@ def next_step(optimizer, adam_step):
     return step_size, adam_step
 
 
-@njit(cache=True, error_model="numpy")
+@jit("python", cache=True, error_model="numpy")
 def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
     """scikit-learn's normalisation: (A.T @ delta + alpha * W) / n and delta.sum(0) / n.
 
@@ -95,7 +96,7 @@ def finish_gradient(grad, theta, n_coef_params, alpha, weight_sum):
     return t(0.5) * alpha * squared_norm / weight_sum
 
 
-@njit(cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
+@jit("kernels", cache=True, error_model="numpy", fastmath={"reassoc", "contract", "nsz"})
 def _squared_norm(values):
     wide_vectors()
     total = values.dtype.type(0)
@@ -130,7 +131,7 @@ def _sgd_update(theta, optimizer, p, g):
     theta[p] = theta[p] + (momentum * v - learning_rate * g) if nesterov else theta[p] + v
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _sgd_step(theta, grad, other, optimizer, scale, alpha):
     wide_vectors()
     reciprocal = _reciprocal(theta, scale)
@@ -164,7 +165,7 @@ def _adam_update(theta, optimizer, p, g, step_size):
     theta[p] = theta[p] + -step_size * m_p / (np.sqrt(v_p) + optimizer.epsilon)
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
     # In LLVM's default vectors, not wide_vectors(): see _math.DEFAULT_VECTORS.
     reciprocal = _reciprocal(theta, scale)
@@ -195,7 +196,7 @@ def _penalty(theta, n_coef_params, alpha, weight_sum):
     return theta.dtype.type(0.5) * alpha * _squared_norm(theta[:n_coef_params]) / weight_sum
 
 
-@njit(cache=True, error_model="numpy")
+@jit("address", cache=True, error_model="numpy")
 def sgd_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size, optimizer):
     """scikit-learn's gradient normalisation and one SGD step (``optimizer.state_1``
     velocities, of ``theta``'s parameters; Nesterov or not); ``step_size`` and Adam's
@@ -216,7 +217,7 @@ def sgd_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size
     return penalty
 
 
-@njit(cache=True, error_model="numpy")
+@jit("address", cache=True, error_model="numpy")
 def adam_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size, optimizer):
     """As :func:`sgd_finish_and_step`, with one Adam step (``optimizer.state_1`` and
     ``state_2`` moments, ``step_size`` the bias-corrected rate); the learning rate and

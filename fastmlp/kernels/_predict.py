@@ -21,9 +21,10 @@ caller goes through scikit-learn's validation for its error message.
 """
 
 import numpy as np
-from numba import njit, prange
+from numba import prange
 
 from fastmlp.kernels._activations import activate, output_activate
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._layers import NARROW_OUTPUTS, _dense_loops, _dense_narrow, _transpose
 from fastmlp.kernels._math import FASTMATH, wide_vectors
 from fastmlp.kernels._planner import (
@@ -46,7 +47,7 @@ BLAS_MIN_ROWS = 16
 PARALLEL_MIN_TILES = 8
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _shapes_agree(X, coefs, intercepts, out):
     """Whether the layers chain from X's features to ``out``'s columns: a network whose
     arrays do not fit together is refused before any product reads past an array."""
@@ -62,7 +63,7 @@ def _shapes_agree(X, coefs, intercepts, out):
     return out.shape[0] == X.shape[0] and out.shape[1] == fan_in
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _on_blas(coefs, rows):
     """Per layer, whether its products run on BLAS: as the training plan decides
     (``fastmlp.kernels.plan``), from the layer's weights and the call's rows."""
@@ -80,12 +81,12 @@ def _on_blas(coefs, rows):
     return blas
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _tile_rows(blas):
     return BLAS_TILE_ROWS if blas.any() else LOOP_TILE_ROWS
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _forward_tiles(X, coefs, intercepts, hidden, output, blas, tile, first_tile, stop_tile,
                    out):
     """``out`` rows of tiles ``first_tile`` to ``stop_tile``: the network's outputs.
@@ -151,7 +152,7 @@ def _forward_tiles(X, coefs, intercepts, hidden, output, blas, tile, first_tile,
 
 
 # The entry points release the GIL: a threaded server predicts on several cores at once.
-@njit(cache=True, error_model="numpy", nogil=True)
+@jit("python", cache=True, error_model="numpy", nogil=True)
 def forward_serial(X, coefs, intercepts, hidden, output, out):
     """``out[:] =`` the network's outputs for X's rows, on this thread. Returns 1 when X
     is finite, 0 when it is not, -1 when the layers do not fit together (nothing run)."""
@@ -164,7 +165,7 @@ def forward_serial(X, coefs, intercepts, hidden, output, out):
                                out) else 0
 
 
-@njit(cache=True, error_model="numpy", parallel=True, nogil=True)
+@jit("python", cache=True, error_model="numpy", parallel=True, nogil=True)
 def forward_parallel(X, coefs, intercepts, hidden, output, n_workers, out):
     """:func:`forward_serial` with the tiles shared out among ``n_workers`` threads, each
     a run of consecutive tiles."""

@@ -12,8 +12,8 @@ against NumPy's.
 import ctypes
 
 import numpy as np
-from numba import njit
 
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._math import wide_vectors
 
 _N, _M = 624, 397  # MT19937's state words, and its shift
@@ -38,13 +38,13 @@ def shuffle_state(random_state, n_rows):
     return np.ctypeslib.as_array(struct)
 
 
-@njit(cache=True)
+@jit("kernels", cache=True)
 def _twist(key, i, following, shifted):
     y = (np.int64(key[i]) & 0x80000000) | (np.int64(key[following]) & 0x7FFFFFFF)
     key[i] = np.int64(key[shifted]) ^ (y >> 1) ^ (-(y & 1) & 0x9908B0DF)
 
 
-@njit(cache=True)
+@jit("kernels", cache=True)
 def _regenerate(key):
     """The next 624 words of the twister, in place (NumPy's ``mt19937_gen``): three
     loops without wraparound, as there, which LLVM vectorizes."""
@@ -57,7 +57,7 @@ def _regenerate(key):
         _twist(key, i, i + 1 - _N, i + _M - _N)  # one is compiled apart for it
 
 
-@njit(cache=True)
+@jit("kernels", cache=True)
 def _temper(key, words):
     """The twister's output: each state word tempered."""
     wide_vectors()
@@ -69,7 +69,7 @@ def _temper(key, words):
         words[p] = y ^ (y >> 18)
 
 
-@njit(cache=True)
+@jit("kernels", cache=True)
 def shuffle(order, state):
     """Shuffle ``order`` in place exactly as ``RandomState.shuffle`` would, drawing from
     (and advancing) the MT19937 state words ``state`` (see :func:`shuffle_state`).

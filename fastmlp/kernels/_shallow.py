@@ -34,6 +34,7 @@ from fastmlp.kernels._activations import (
     softmax_rows,
     squared_loss_and_delta,
 )
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._layers import (
     PHASE_FORWARD,
     PHASE_GATHER,
@@ -64,7 +65,7 @@ def is_shallow(units, hidden):
 # the gradient's (see _gradient_pass), so that each weight and accumulator is loaded once
 # for several rows; a last block of fewer rows is padded with rows of zeros (x = 0 and
 # delta = 0), which add exactly nothing.
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _row(X, order, start, rows, i, n_in):
     """Inputs 0 to 3 of tile row i (zeros past the row's inputs, or past the tile)."""
     t = X.dtype.type
@@ -79,13 +80,13 @@ def _row(X, order, start, rows, i, n_in):
     )
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _first_rows(M, n):
     """Rows 0 to 3 of M, the last of its n rows standing in for those past it."""
     return M[0], M[min(1, n - 1)], M[min(2, n - 1)], M[min(3, n - 1)]
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _block_rows(X, order, start, rows, i, n_in):
     """The inputs of tile rows i to i + 3 (see _row)."""
     return (
@@ -96,7 +97,7 @@ def _block_rows(X, order, start, rows, i, n_in):
     )
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def _hidden_z(n_in, j, b1, w, x):
     """z of hidden unit j for the four rows x (see _block_rows; the gradient's pass
     gives two rows and two of zeros, whose z it does not use); w: the rows of W1."""
@@ -139,7 +140,7 @@ def _outputs_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, b2, Z):
                     Z[i + r, 1] = b2[1] + s1
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _deltas(D, rows, i, n_out):
     """Output errors 0 and 1 of tile row i (zeros past the outputs, or past the tile)."""
     t = D.dtype.type
@@ -148,7 +149,7 @@ def _deltas(D, rows, i, n_out):
     return D[i, 0], D[i, 1] if n_out > 1 else t(0)
 
 
-@njit(cache=True, error_model="numpy")
+@jit("kernels", cache=True, error_model="numpy")
 def _pair_rows(X, order, start, rows, i, n_in):
     """The inputs of tile rows i and i + 1 (see _row)."""
     return _row(X, order, start, rows, i, n_in), _row(X, order, start, rows, i + 1, n_in)
@@ -212,7 +213,7 @@ def tile_gradient_shallow(n_in, n_out, output_kind):
     their functions are not compiled (a first fit's compile: about 0.7 s less).
     """
 
-    @njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+    @jit("address", cache=True, error_model="numpy", fastmath=FASTMATH)
     def tile_gradient_shallow(network, data, start, rows, work, grad, scratch, overwrite,
                               last_phase):
         wide_vectors()

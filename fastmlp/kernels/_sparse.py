@@ -22,8 +22,8 @@ are int32: 8 bytes a row). A matrix whose int64 indices :func:`as_csr` could not
 """
 
 import numpy as np
-from numba import njit
 
+from fastmlp.kernels._calls import jit
 from fastmlp.kernels._math import FASTMATH, wide_vectors
 
 #: Columns an int32 index can name.
@@ -101,7 +101,7 @@ def csr_arrays(X, dtype):
 
 # Both kernels leave out nothing and add nothing: an empty row gets its bias alone, and a
 # stored zero adds a zero product.
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def sparse_forward(X_data, X_indices, X_indptr, order, start, rows, W, b, Z):
     """Z[:rows] = X[order[start:start + rows]] @ W + b, over each row's nonzeros.
 
@@ -128,7 +128,7 @@ def sparse_forward(X_data, X_indices, X_indptr, order, start, rows, W, b, Z):
                 z[j] += a0 * w0[j]
 
 
-@njit(cache=True, error_model="numpy", fastmath=FASTMATH)
+@jit("kernels", cache=True, error_model="numpy", fastmath=FASTMATH)
 def sparse_gradient(X_data, X_indices, X_indptr, order, start, rows, D, G, g):
     """G += X[order[start:start + rows]].T @ D[:rows] and g += D[:rows].sum(0): each
     nonzero ``x_ik`` adds ``x_ik * D[i]`` to row k of G."""
