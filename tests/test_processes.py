@@ -15,6 +15,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
+from numba import config
 
 ROOT = Path(__file__).resolve().parent.parent
 HANG = 900  # seconds: far beyond any of these runs, even on a loaded machine
@@ -194,3 +195,100 @@ def test_import_and_first_fit_leave_the_garbage_collector_as_they_found_it(colle
     assert done.returncode == 0, done.stderr
     expected = "True True" if collector == "on" else "False False"
     assert done.stdout.split() == expected.split()
+
+
+COLD_FIT = """
+import hashlib, json, os, signal, sys, threading, warnings
+import numpy as np
+import fastmlp
+from fastmlp.cli import moons_data
+from fastmlp.kernels import _beside, _epochs
+
+_beside._usable_cpus = lambda: 2  # (the helper runs on a machine of one core, too)
+HELPER_PID = os.path.join(os.environ["NUMBA_CACHE_DIR"], "helper.pid")
+case = sys.argv[1]
+if case == "fails":
+    _beside._HELPER = "import sys; sys.exit(3)"
+if case in ("hangs", "ctrl-c"):
+    _beside.WAIT_SECONDS = 1 if case == "hangs" else 600
+    _beside._HELPER = (f"import os, time; open({HELPER_PID!r}, 'w').write(str(os.getpid()))"
+                       "; time.sleep(600)")
+if case == "ctrl-c":  # SIGINT while this process waits for the helper
+    waiting = _beside.wait
+    def interrupted_wait():
+        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
+        return waiting()
+    _beside.wait = interrupted_wait
+
+X, _, y, _ = moons_data()
+with warnings.catch_warnings(record=True) as caught:
+    warnings.simplefilter("always")
+    model = fastmlp.MLPClassifier(max_iter=2, random_state=0).fit(X, y)
+weights = np.concatenate([c.ravel() for c in model.coefs_ + model.intercepts_])
+helper_alive = None
+if os.path.exists(HELPER_PID):
+    try:
+        os.kill(int(open(HELPER_PID).read()), 0)
+        helper_alive = True
+    except ProcessLookupError:
+        helper_alive = False
+stats = _epochs._member_epochs.stats
+print(json.dumps({
+    "digest": hashlib.sha256(weights.tobytes()).hexdigest(),
+    "n_iter": model.n_iter_,
+    "interrupted": any("interrupted" in str(w.message) for w in caught),
+    "loaded": sum(stats.cache_hits.values()),
+    "compiled": sum(stats.cache_misses.values()),
+    "helper_alive": helper_alive,
+    "cached": sorted(os.listdir(stats.cache_path)),
+}))
+"""
+
+
+def _cold_fit(case, cache, **environment):
+    """A first fit of the notebook's network in a new process, on an empty Numba cache."""
+    cache.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(cache), **environment}
+    done = subprocess.run([sys.executable, "-c", COLD_FIT, case], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=HANG)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.splitlines()[-1])
+
+
+@pytest.mark.skipif(config.DISABLE_JIT, reason="compiles")
+def test_a_first_fit_compiles_in_two_processes_to_the_same_model(tmp_path):
+    """On an empty cache, a fit's epochs and step kernels compile in a helper process
+    while the fit compiles its tile's kernel, then load from the cache: the same model
+    to the bit as a fit that compiles all in one process (``FASTMLP_COMPILE_PROCESSES=1``).
+    The helper saves only those two kernels to the cache, not the functions they call
+    (compiled in both processes: see ``fastmlp.kernels._beside``)."""
+    two = _cold_fit("two", tmp_path / "two")
+    one = _cold_fit("one", tmp_path / "one", FASTMLP_COMPILE_PROCESSES="1")
+    assert (two["loaded"], two["compiled"]) == (1, 0)  # the helper compiled it
+    assert (one["loaded"], one["compiled"]) == (0, 1)
+    assert two["digest"] == one["digest"] and two["n_iter"] == one["n_iter"] == 2
+
+    def saved(listing, function):
+        return any(name.startswith(f"_epochs.{function}-") for name in listing)
+
+    assert saved(two["cached"], "_member_epochs") and saved(one["cached"], "_member_epochs")
+    assert saved(one["cached"], "_sum_and_step") and not saved(two["cached"], "_sum_and_step")
+
+
+@pytest.mark.skipif(config.DISABLE_JIT, reason="compiles")
+@pytest.mark.skipif(sys.platform == "win32", reason="sends SIGINT")
+def test_a_helper_that_fails_hangs_or_is_interrupted_leaves_the_fit_whole(tmp_path):
+    """Where the helper fails, the fit compiles its kernels itself; where it is not done
+    in ``WAIT_SECONDS``, it is killed and the fit compiles them; Ctrl-C while the fit
+    waits for it kills it too, and stops the fit as Ctrl-C in training does. The model
+    is the one of a fit that compiled all in one process."""
+    one = _cold_fit("one", tmp_path / "one", FASTMLP_COMPILE_PROCESSES="1")
+    fails = _cold_fit("fails", tmp_path / "fails")
+    hangs = _cold_fit("hangs", tmp_path / "hangs")
+    for result in (fails, hangs):
+        assert (result["loaded"], result["compiled"]) == (0, 1)
+        assert result["digest"] == one["digest"] and result["n_iter"] == 2
+    assert fails["helper_alive"] is None and hangs["helper_alive"] is False
+    interrupted = _cold_fit("ctrl-c", tmp_path / "ctrl-c")
+    assert interrupted["helper_alive"] is False
+    assert interrupted["interrupted"] and interrupted["n_iter"] == 0

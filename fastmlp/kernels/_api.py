@@ -10,10 +10,11 @@ import time
 import numpy as np
 from numba import config
 
+from fastmlp._gc import collection_paused
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
-from fastmlp.kernels import _epochs, _layers, _optimizers, _random, _shallow, _team
+from fastmlp.kernels import _beside, _epochs, _layers, _optimizers, _random, _shallow, _team
 from fastmlp.kernels._buffers import FlatNetwork, Workspace, aligned_copy, aligned_zeros
-from fastmlp.kernels._calls import CompiledKernel, pointer_type
+from fastmlp.kernels._calls import CompiledKernel, announced_compile, pointer_type
 from fastmlp.kernels._data import Data, empty_weights, kernel_arrays, kernel_X, nonzeros_per_row
 from fastmlp.kernels._planner import MIN_ROWS_PER_THREAD, few_nonzeros, plan
 from fastmlp.kernels._threads import ThreadChoice, parallel_section
@@ -41,17 +42,29 @@ def _tile_kernel(dtype, shallow_kind):
     return CompiledKernel(kernel, _layers.tile_gradient_signature(dtype))
 
 
-def _tile_kernel_for(network, hidden, output, sparse=False):
+def _tile_kind(network, hidden, output, sparse=False):
     units = network.units
     shallow = not sparse and _shallow.is_shallow(units, hidden)
-    kind = (int(units[0]), int(units[2]), int(output)) if shallow else None
-    return _tile_kernel(network.dtype, kind)
+    return (int(units[0]), int(units[2]), int(output)) if shallow else None
+
+
+def _tile_kernel_for(network, hidden, output, sparse=False):
+    return _tile_kernel(network.dtype, _tile_kind(network, hidden, output, sparse))
 
 
 @functools.cache
 def _step_kernel(dtype, solver):
+    _beside.wait()  # (where a helper process compiles it)
     return CompiledKernel(
         _optimizers.FINISH_AND_STEP[solver], _optimizers.finish_and_step_signature(dtype)
+    )
+
+
+def _member_signature(dtype):
+    return _epochs.member_epochs_signature(
+        dtype,
+        pointer_type(_layers.tile_gradient_signature(dtype)),
+        pointer_type(_optimizers.finish_and_step_signature(dtype)),
     )
 
 
@@ -59,12 +72,36 @@ def _step_kernel(dtype, solver):
 def _member_kernel(dtype):
     if config.DISABLE_JIT:  # called as Python: no signature
         return CompiledKernel(_epochs._member_epochs, None)
-    signature = _epochs.member_epochs_signature(
-        dtype,
-        pointer_type(_layers.tile_gradient_signature(dtype)),
-        pointer_type(_optimizers.finish_and_step_signature(dtype)),
-    )
+    signature = _member_signature(dtype)
+    if _beside.running():  # a helper process compiles it: meanwhile, the driver here
+        driver = (pointer_type(signature), *signature.args[1:])
+        with announced_compile(), collection_paused():
+            _epochs.train_epochs_alone.compile(driver)
+        _beside.wait()
     return CompiledKernel(_epochs._member_epochs, signature)
+
+
+@functools.cache  # (looked for once per process)
+def _compile_beside(dtype, tile_kind, solver):
+    """Where a training call's three kernels (the tile's, the epochs', the step's) all
+    need compiling, start a helper process on the epochs' and the step's while this one
+    compiles the tile's (``_beside``). Each is looked for in memory, then in Numba's
+    disk cache (and loaded from there)."""
+    if not _beside.wanted():
+        return
+    dtype = np.dtype(dtype)
+    tile = _layers.tile_gradient if tile_kind is None else _shallow.tile_gradient_shallow(
+        *tile_kind)
+    step_signature = _optimizers.finish_and_step_signature(dtype)
+    pending = [
+        (_epochs._member_epochs, _member_signature(dtype)),
+        (_optimizers.FINISH_AND_STEP[solver], step_signature),
+        (tile, _layers.tile_gradient_signature(dtype)),
+    ]
+    with collection_paused():  # (loading a first kernel: see fastmlp._gc)
+        if any(_has_code(dispatcher, signature) for dispatcher, signature in pending):
+            return
+    _beside.start(dtype, solver)
 
 
 def _codes(activation, output):
@@ -195,22 +232,31 @@ def _n_compiled(dispatcher):
 
 
 def _load_from_cache(dispatcher, args):
-    """Whether ``dispatcher`` has code for the types of ``args`` without compiling: as
+    """Whether ``dispatcher`` has code for the types of ``args`` without compiling (see
+    :func:`_has_code`)."""
+    if config.DISABLE_JIT:
+        return True
+    from numba import typeof
+
+    return _has_code(dispatcher, tuple(typeof(argument) for argument in args))
+
+
+def _has_code(dispatcher, signature):
+    """Whether ``dispatcher`` has code for ``signature`` without compiling: as
     ``Dispatcher.compile`` looks for it, in its signatures and then in Numba's cache
-    (loaded from there, as it would be). Where Numba's internals are not as expected,
-    True: the driver compiles as before."""
+    (loaded from there, as it would be). ``signature`` as the dispatcher is compiled
+    for it, the key of its cache: a tuple of argument types where a call compiles it, a
+    whole signature for a :class:`CompiledKernel`. Where Numba's internals are not as
+    expected, True: the caller compiles as it would without looking."""
     if config.DISABLE_JIT:
         return True
     try:
-        from numba import typeof
-
-        argument_types = tuple(typeof(argument) for argument in args)
-        if argument_types in dispatcher.overloads:
+        if tuple(getattr(signature, "args", signature)) in dispatcher.overloads:
             return True
-        result = dispatcher._cache.load_overload(argument_types, dispatcher.targetctx)
+        result = dispatcher._cache.load_overload(signature, dispatcher.targetctx)
         if result is None:
             return False
-        dispatcher._cache_hits[argument_types] += 1
+        dispatcher._cache_hits[signature] += 1
         dispatcher.targetctx.insert_user_function(result.entry_point, result.fndesc,
                                                   [result.library])
         dispatcher.add_overload(result)
@@ -333,7 +379,9 @@ class Trainer:
                      self.output, self.solver, key, run_plan.n_chunks),
                     run_plan.n_threads)
             kernel_network = _layers.Network.of(self.network, run_plan, self.hidden, self.output)
-            tile_kernel = _tile_kernel_for(self.network, self.hidden, self.output, sparse)
+            tile_kind = _tile_kind(self.network, self.hidden, self.output, sparse)
+            _compile_beside(self.network.dtype, tile_kind, _optimizers.SOLVERS[self.solver])
+            tile_kernel = _tile_kernel(self.network.dtype, tile_kind)
             # The last two: the workspace this plan was last checked against, and its
             # buffers as the plan takes them (the check and the view, once per workspace).
             entry = self._plans[key] = [run_plan, choice, kernel_network, tile_kernel, None,
