@@ -996,6 +996,23 @@ def test_kernels_get_only_the_wrappers_their_callers_use(callers):
             return kernel(x, scale, out)
 
         assert call_by_address(kernel, x, 4.0, out) == 40.0 and out[0] == 40.0
+    else:  # no wrapper for C: no address to call (it would be null)
+        with pytest.raises(TypeError, match="no wrapper callable from C"):
+            CompiledKernel(function, signature)
+
+
+@pytest.mark.skipif(config.DISABLE_JIT, reason="turns the JIT off after the import")
+def test_a_kernels_part_called_from_python_with_the_jit_turned_off_runs_as_python(
+        monkeypatch):
+    """With the JIT turned off after the import, a function without the wrapper for
+    Python, called from Python, runs as Python (its compiled caller would be Python too,
+    and call it back without end)."""
+    from fastmlp.kernels._calls import jit
+
+    function = jit("kernels", error_model="numpy")(_scaled_sum)
+    monkeypatch.setattr(config, "DISABLE_JIT", True)
+    out = np.zeros(1)
+    assert function(np.arange(5.0), 2.0, out) == 20.0 and out[0] == 20.0
 
 
 def test_every_kernel_says_who_calls_it():

@@ -233,12 +233,14 @@ if os.path.exists(HELPER_PID):
     except ProcessLookupError:
         helper_alive = False
 stats = _epochs._member_epochs.stats
+driver = _epochs.train_epochs_alone.stats
 print(json.dumps({
     "digest": hashlib.sha256(weights.tobytes()).hexdigest(),
     "n_iter": model.n_iter_,
     "interrupted": any("interrupted" in str(w.message) for w in caught),
     "loaded": sum(stats.cache_hits.values()),
     "compiled": sum(stats.cache_misses.values()),
+    "driver": [sum(driver.cache_hits.values()), sum(driver.cache_misses.values())],
     "helper_alive": helper_alive,
     "cached": sorted(os.listdir(stats.cache_path)),
 }))
@@ -248,7 +250,9 @@ print(json.dumps({
 def _cold_fit(case, cache, **environment):
     """A first fit of the notebook's network in a new process, on an empty Numba cache."""
     cache.mkdir()
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "NUMBA_CACHE_DIR": str(cache), **environment}
+    env = {key: value for key, value in os.environ.items()
+           if key != "FASTMLP_COMPILE_PROCESSES"}
+    env.update(PYTHONPATH=str(ROOT), NUMBA_CACHE_DIR=str(cache), **environment)
     done = subprocess.run([sys.executable, "-c", COLD_FIT, case], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=HANG)
     assert done.returncode == 0, done.stderr
@@ -257,15 +261,17 @@ def _cold_fit(case, cache, **environment):
 
 @pytest.mark.skipif(config.DISABLE_JIT, reason="compiles")
 def test_a_first_fit_compiles_in_two_processes_to_the_same_model(tmp_path):
-    """On an empty cache, a fit's epochs and step kernels compile in a helper process
-    while the fit compiles its tile's kernel, then load from the cache: the same model
-    to the bit as a fit that compiles all in one process (``FASTMLP_COMPILE_PROCESSES=1``).
-    The helper saves only those two kernels to the cache, not the functions they call
-    (compiled in both processes: see ``fastmlp.kernels._beside``)."""
+    """On an empty cache, a fit's epochs kernel and its driver compile in a helper
+    process while the fit compiles its tile's kernel and step, then load from the cache:
+    the same model to the bit as a fit that compiles all in one process
+    (``FASTMLP_COMPILE_PROCESSES=1``). The helper saves only those two to the cache, not
+    the functions they call (compiled in both processes: see
+    ``fastmlp.kernels._beside``)."""
     two = _cold_fit("two", tmp_path / "two")
     one = _cold_fit("one", tmp_path / "one", FASTMLP_COMPILE_PROCESSES="1")
-    assert (two["loaded"], two["compiled"]) == (1, 0)  # the helper compiled it
-    assert (one["loaded"], one["compiled"]) == (0, 1)
+    assert (two["loaded"], two["compiled"]) == (1, 0)  # the helper compiled them
+    assert two["driver"] == [1, 0]
+    assert (one["loaded"], one["compiled"]) == (0, 1) and one["driver"] == [0, 1]
     assert two["digest"] == one["digest"] and two["n_iter"] == one["n_iter"] == 2
 
     def saved(listing, function):
@@ -286,9 +292,100 @@ def test_a_helper_that_fails_hangs_or_is_interrupted_leaves_the_fit_whole(tmp_pa
     fails = _cold_fit("fails", tmp_path / "fails")
     hangs = _cold_fit("hangs", tmp_path / "hangs")
     for result in (fails, hangs):
-        assert (result["loaded"], result["compiled"]) == (0, 1)
+        assert (result["loaded"], result["compiled"]) == (0, 1) and result["driver"] == [0, 1]
         assert result["digest"] == one["digest"] and result["n_iter"] == 2
     assert fails["helper_alive"] is None and hangs["helper_alive"] is False
     interrupted = _cold_fit("ctrl-c", tmp_path / "ctrl-c")
     assert interrupted["helper_alive"] is False
     assert interrupted["interrupted"] and interrupted["n_iter"] == 0
+
+
+def test_the_helper_runs_only_where_it_can_help(monkeypatch):
+    """No helper where the JIT is off, with FASTMLP_COMPILE_PROCESSES=1, on one core (or
+    a container's quota of one), or where ``sys.executable`` is no Python interpreter
+    (a frozen application, an embedding host); and the quota read from cgroup's
+    ``cpu.max``."""
+    from fastmlp.kernels import _beside
+
+    monkeypatch.delenv("FASTMLP_COMPILE_PROCESSES", raising=False)
+    monkeypatch.setattr(_beside, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(sys, "executable", "/opt/venv/bin/python3.11")
+    monkeypatch.setattr(config, "DISABLE_JIT", False)
+    assert _beside.wanted()
+    with monkeypatch.context() as changed:
+        changed.setenv("FASTMLP_COMPILE_PROCESSES", "1")
+        assert not _beside.wanted()
+    with monkeypatch.context() as changed:
+        changed.setattr(_beside, "_usable_cpus", lambda: 1)
+        assert not _beside.wanted()
+    with monkeypatch.context() as changed:
+        changed.setattr(config, "DISABLE_JIT", True)
+        assert not _beside.wanted()
+    for host in ("/usr/bin/uwsgi", "/opt/blender/blender", ""):
+        with monkeypatch.context() as changed:
+            changed.setattr(sys, "executable", host)
+            assert not _beside.wanted()
+    with monkeypatch.context() as changed:
+        changed.setattr(sys, "frozen", True, raising=False)
+        assert not _beside.wanted()
+    assert _beside.cgroup_cpus("max 100000\n") is None
+    assert _beside.cgroup_cpus("150000 100000\n") == 1
+    assert _beside.cgroup_cpus("400000 100000") == 4
+    assert _beside.cgroup_cpus("50000 100000") == 1
+    assert _beside.cgroup_cpus("") is None and _beside.cgroup_cpus("x y") is None
+
+
+def test_the_helper_gets_this_processes_numba_settings(monkeypatch):
+    """The Numba settings that change the machine code but not the cache's key reach
+    the helper as this process has them, set in code after the import included (an
+    optimisation level of "max" as itself)."""
+    from numba.core.config import _OptLevel
+
+    from fastmlp.kernels import _beside
+
+    monkeypatch.setattr(config, "OPT", _OptLevel("max"))
+    monkeypatch.setattr(config, "BOUNDSCHECK", 1)
+    monkeypatch.setattr(config, "SLP_VECTORIZE", 1)
+    monkeypatch.setattr(config, "CACHE_DIR", "/some/cache")
+    environment = _beside._helper_environment()
+    assert environment["NUMBA_OPT"] == "max" and environment["NUMBA_BOUNDSCHECK"] == "1"
+    assert environment["NUMBA_SLP_VECTORIZE"] == "1"
+    assert environment["NUMBA_CACHE_DIR"] == "/some/cache"
+    assert environment["FASTMLP_COMPILE_PROCESSES"] == "1"  # (no helper of its own)
+    monkeypatch.setattr(config, "BOUNDSCHECK", None)
+    monkeypatch.setenv("NUMBA_BOUNDSCHECK", "1")
+    assert "NUMBA_BOUNDSCHECK" not in _beside._helper_environment()
+
+
+def test_no_library_call_runs_a_kernel_through_its_python_entry():
+    """Fits (each solver, dense and sparse, a regressor), predict, partial_fit and
+    fastmlp.profile call the kernels as compiled for them: none goes through the
+    compiled caller made for a function without the wrapper for Python (``_calls.jit``),
+    which tests and benchmarks use."""
+    done = run_python(textwrap.dedent("""
+        import sys, warnings
+        import numpy as np
+        import scipy.sparse as sp
+        import fastmlp
+        from numba.core.registry import CPUDispatcher
+        warnings.simplefilter("ignore")
+        rng = np.random.default_rng(0)
+        X = rng.standard_normal((300, 6))
+        y = (X[:, 0] > 0).astype(int)
+        for solver in ("adam", "sgd", "lbfgs"):
+            model = fastmlp.MLPClassifier((8, 4), solver=solver, max_iter=3).fit(X, y)
+            model.predict_proba(X)
+        fastmlp.MLPClassifier(max_iter=3).fit(X[:, :2], y).predict(X[:, :2])
+        fastmlp.MLPClassifier(max_iter=3).fit(sp.csr_matrix(X), y).predict(sp.csr_matrix(X))
+        fastmlp.MLPRegressor(hidden_layer_sizes=(8,), max_iter=3).fit(X, X[:, 1]).partial_fit(
+            X, X[:, 1])
+        fastmlp.profile(fastmlp.MLPClassifier((8,), max_iter=3), X, y, repeats=1)
+        entered = sorted(
+            f"{name}.{key}" for name, module in list(sys.modules.items())
+            if name.startswith("fastmlp.kernels.")
+            for key, value in vars(module).items()
+            if isinstance(value, CPUDispatcher) and "_python_entry" in value.__dict__)
+        print(entered)
+    """))
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[-2] == "[]"

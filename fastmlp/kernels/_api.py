@@ -14,7 +14,7 @@ from fastmlp._gc import collection_paused
 from fastmlp.activations import HIDDEN_ACTIVATIONS, OUTPUTS
 from fastmlp.kernels import _beside, _epochs, _layers, _optimizers, _random, _shallow, _team
 from fastmlp.kernels._buffers import FlatNetwork, Workspace, aligned_copy, aligned_zeros
-from fastmlp.kernels._calls import CompiledKernel, announced_compile, pointer_type
+from fastmlp.kernels._calls import CompiledKernel, pointer_type
 from fastmlp.kernels._data import Data, empty_weights, kernel_arrays, kernel_X, nonzeros_per_row
 from fastmlp.kernels._planner import MIN_ROWS_PER_THREAD, few_nonzeros, plan
 from fastmlp.kernels._threads import ThreadChoice, parallel_section
@@ -54,7 +54,6 @@ def _tile_kernel_for(network, hidden, output, sparse=False):
 
 @functools.cache
 def _step_kernel(dtype, solver):
-    _beside.wait()  # (where a helper process compiles it)
     return CompiledKernel(
         _optimizers.FINISH_AND_STEP[solver], _optimizers.finish_and_step_signature(dtype)
     )
@@ -68,25 +67,27 @@ def _member_signature(dtype):
     )
 
 
+def alone_driver_types(dtype):
+    """The argument types ``_epochs.train_epochs_alone`` is called with in ``dtype``
+    (the kernels' are known before they are compiled)."""
+    member = _member_signature(dtype)
+    return (pointer_type(member), *member.args[1:])
+
+
 @functools.cache
 def _member_kernel(dtype):
     if config.DISABLE_JIT:  # called as Python: no signature
         return CompiledKernel(_epochs._member_epochs, None)
-    signature = _member_signature(dtype)
-    if _beside.running():  # a helper process compiles it: meanwhile, the driver here
-        driver = (pointer_type(signature), *signature.args[1:])
-        with announced_compile(), collection_paused():
-            _epochs.train_epochs_alone.compile(driver)
-        _beside.wait()
-    return CompiledKernel(_epochs._member_epochs, signature)
+    _beside.wait()  # (where a helper process compiles it)
+    return CompiledKernel(_epochs._member_epochs, _member_signature(dtype))
 
 
 @functools.cache  # (looked for once per process)
 def _compile_beside(dtype, tile_kind, solver):
     """Where a training call's three kernels (the tile's, the epochs', the step's) all
-    need compiling, start a helper process on the epochs' and the step's while this one
-    compiles the tile's (``_beside``). Each is looked for in memory, then in Numba's
-    disk cache (and loaded from there)."""
+    need compiling, start a helper process on the epochs' (and the driver that runs
+    them) while this one compiles the others (``_beside``). Each is looked for in
+    memory, then in Numba's disk cache (and loaded from there)."""
     if not _beside.wanted():
         return
     dtype = np.dtype(dtype)
@@ -101,7 +102,7 @@ def _compile_beside(dtype, tile_kind, solver):
     with collection_paused():  # (loading a first kernel: see fastmlp._gc)
         if any(_has_code(dispatcher, signature) for dispatcher, signature in pending):
             return
-    _beside.start(dtype, solver)
+    _beside.start(dtype)
 
 
 def _codes(activation, output):
@@ -244,23 +245,28 @@ def _load_from_cache(dispatcher, args):
 def _has_code(dispatcher, signature):
     """Whether ``dispatcher`` has code for ``signature`` without compiling: as
     ``Dispatcher.compile`` looks for it, in its signatures and then in Numba's cache
-    (loaded from there, as it would be). ``signature`` as the dispatcher is compiled
-    for it, the key of its cache: a tuple of argument types where a call compiles it, a
-    whole signature for a :class:`CompiledKernel`. Where Numba's internals are not as
+    (loaded from there, as it would be). ``signature`` is a tuple of argument types, or
+    a whole signature (a :class:`CompiledKernel`'s), which Numba's cache keys as it is
+    (Numba 0.68) or as its argument types (before). Where Numba's internals are not as
     expected, True: the caller compiles as it would without looking."""
     if config.DISABLE_JIT:
         return True
     try:
-        if tuple(getattr(signature, "args", signature)) in dispatcher.overloads:
+        from numba.core.compiler_lock import global_compiler_lock
+
+        argument_types = tuple(getattr(signature, "args", signature))
+        if argument_types in dispatcher.overloads:
             return True
-        result = dispatcher._cache.load_overload(signature, dispatcher.targetctx)
-        if result is None:
-            return False
-        dispatcher._cache_hits[signature] += 1
-        dispatcher.targetctx.insert_user_function(result.entry_point, result.fndesc,
-                                                  [result.library])
-        dispatcher.add_overload(result)
-        return True
+        with global_compiler_lock:  # (as Dispatcher.compile holds it)
+            for key in dict.fromkeys([signature, argument_types]):
+                result = dispatcher._cache.load_overload(key, dispatcher.targetctx)
+                if result is not None:
+                    dispatcher._cache_hits[key] += 1
+                    dispatcher.targetctx.insert_user_function(
+                        result.entry_point, result.fndesc, [result.library])
+                    dispatcher.add_overload(result)
+                    return True
+        return False
     except Exception:  # (a Numba other than the ones this was written for)
         return True
 
@@ -503,8 +509,9 @@ class Trainer:
         with self._running:
             work.sync[:] = 0
             optimizer = _optimizers.Optimizer.of(self, learning_rate)  # (its step count too)
-            kernels = (_member_kernel(network.dtype), tile_kernel,
-                       _step_kernel(network.dtype, optimizer.solver))
+            step_kernel = _step_kernel(network.dtype, optimizer.solver)
+            # (After the step: on a first fit, a helper process may compile it meanwhile.)
+            kernels = (_member_kernel(network.dtype), tile_kernel, step_kernel)
             epochs = _epochs.Epochs(
                 batch_size=batch_size, first_row=first_row, stop_row=stop_row,
                 shuffle_state=shuffle_state, losses=epoch_sums, last_phase=last_phase,

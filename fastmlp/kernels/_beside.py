@@ -5,21 +5,24 @@ by address: ``_calls``): the tile's forward and backward pass, the epochs (the m
 kernel of ``_epochs``) and the optimizer's step. Numba compiles on one thread at a time
 in a process (its compiler lock). So where all three need compiling, on a machine with
 two cores or more, the fit starts a helper process (:func:`start`) that compiles the
-epochs and the step into Numba's disk cache, while this process compiles the tile's
-kernel and then the driver that calls the three; this process then loads the two from
-the cache (:func:`wait`). The kernels are the same machine code either way, and the
-results the same to the bit. A cold first fit of the notebook's network took 4.2 s
-instead of 6.5 (``benchmarks.targets.compile_times()``, float64, on a 2-core AMD EPYC).
+epochs (the largest of the three), and the driver that runs them, into Numba's disk
+cache, while this process compiles the tile's kernel and the step; this process then
+loads the helper's two from the cache (:func:`wait`). The kernels are the same machine
+code either way, and the results the same to the bit. A cold first fit of the
+notebook's network took 4.1 s (float64) and 4.3 s (float32) instead of 6.6 and 6.7 s
+in one process (``benchmarks.targets.compile_times()``, 3 fresh processes each, this
+and the one-process version one after the other, on a 2-core AMD EPYC).
 
 The helper imports the kernels alone (not the estimators, nor scikit-learn) and saves
-only its two kernels to the cache: the functions they call are compiled in both
+only its two to the cache: the functions they call are compiled in both
 processes, and two processes adding signatures to one function's cache at once can
 each take the same file for its own (Numba numbers them from the index each read),
 leaving an entry that names the other's code. Where the helper cannot start, fails or
-is killed, this process compiles the two itself. ``FASTMLP_COMPILE_PROCESSES=1`` keeps
+is killed, this process compiles them itself. ``FASTMLP_COMPILE_PROCESSES=1`` keeps
 every compile in this process.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -34,16 +37,25 @@ PROCESSES_VARIABLE = "FASTMLP_COMPILE_PROCESSES"
 #: compiles its kernels (a compile of seconds on a machine so busy that it is not done).
 WAIT_SECONDS = 300
 
-# Run as ``python -c``: the package's kernels without the package's __init__, which
-# imports the estimators and scikit-learn (about 0.8 s of the helper's start).
+# Run as ``python -I -c`` (no current directory, user site or PYTHON* variables on its
+# module path: the parent's path is set instead), with the kernels but not the package's
+# __init__, which imports the estimators and scikit-learn (about 0.8 s of the start).
 _HELPER = """
-import sys, types
+import json, sys, types
+sys.path[:] = json.loads(sys.argv[1])
 package = types.ModuleType("fastmlp")
-package.__path__ = [sys.argv[1]]
+package.__path__ = [sys.argv[2]]
 sys.modules["fastmlp"] = package
 from fastmlp.kernels import _beside
-_beside.compile_here(sys.argv[2], int(sys.argv[3]))
+_beside.compile_here(sys.argv[3])
 """
+
+#: The Numba settings that change the machine code without changing the key of Numba's
+#: cache, handed to the helper as this process has them (set in code or not).
+_SETTINGS = {"OPT": "NUMBA_OPT", "LOOP_VECTORIZE": "NUMBA_LOOP_VECTORIZE",
+             "SLP_VECTORIZE": "NUMBA_SLP_VECTORIZE", "ENABLE_AVX": "NUMBA_ENABLE_AVX",
+             "BOUNDSCHECK": "NUMBA_BOUNDSCHECK", "DEBUGINFO_DEFAULT": "NUMBA_DEBUGINFO",
+             "CACHE_DIR": "NUMBA_CACHE_DIR"}
 
 _lock = threading.Lock()
 _helper = None  # the running helper's subprocess.Popen, if any
@@ -59,40 +71,69 @@ if hasattr(os, "register_at_fork"):
 
 
 def _usable_cpus():
-    if hasattr(os, "sched_getaffinity"):
-        return len(os.sched_getaffinity(0))
-    return os.cpu_count() or 1
+    """The cores this process may run on: those it is allowed, fewer where a cgroup's
+    quota (a container's CPU limit) allows fewer."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
+        os.cpu_count() or 1)
+    try:
+        with open("/sys/fs/cgroup/cpu.max") as limit:
+            quota = cgroup_cpus(limit.read())
+    except OSError:
+        return cpus
+    return cpus if quota is None else min(cpus, quota)
+
+
+def cgroup_cpus(cpu_max):
+    """The whole cores a cgroup v2 ``cpu.max`` (``"quota period"``, or ``"max period"``
+    for no limit) allows, at least 1; None for no limit or a text not of that form."""
+    parts = cpu_max.split()
+    if len(parts) != 2 or parts[0] == "max":
+        return None
+    try:
+        quota, period = int(parts[0]), int(parts[1])
+    except ValueError:
+        return None
+    return max(1, quota // period) if period > 0 else None
+
+
+def _is_python(executable):
+    name = os.path.basename(executable or "").lower()
+    return name.startswith("python") and not getattr(sys, "frozen", False)
 
 
 def wanted():
     """Whether a helper may compile beside this process: the JIT on, two cores or more,
-    and not ``FASTMLP_COMPILE_PROCESSES=1``."""
+    a Python interpreter to run it (not a frozen application's or an embedding host's
+    executable), and not ``FASTMLP_COMPILE_PROCESSES=1``."""
     return (not config.DISABLE_JIT and os.environ.get(PROCESSES_VARIABLE, "").strip() != "1"
-            and _usable_cpus() >= 2 and bool(sys.executable))
+            and _is_python(sys.executable) and _usable_cpus() >= 2)
 
 
 def _helper_environment():
-    """This process's environment, with its module path and the Numba settings that
-    change the compiled code or where it is cached, as this process has them."""
+    """This process's environment, with the Numba settings of :data:`_SETTINGS` as this
+    process has them."""
     environment = dict(os.environ)
-    environment["PYTHONPATH"] = os.pathsep.join(path for path in sys.path if path)
-    if config.CACHE_DIR:
-        environment["NUMBA_CACHE_DIR"] = config.CACHE_DIR
-    if config.BOUNDSCHECK is not None:
-        environment["NUMBA_BOUNDSCHECK"] = str(int(config.BOUNDSCHECK))
-    environment["NUMBA_OPT"] = str(int(config.OPT))
-    environment["NUMBA_DEBUGINFO"] = str(int(config.DEBUGINFO_DEFAULT))
+    for setting, variable in _SETTINGS.items():
+        value = getattr(config, setting, None)
+        if setting == "OPT":
+            value = getattr(value, "_raw_value", value)  # ("max" as itself)
+        elif isinstance(value, bool):
+            value = int(value)
+        if value is None or value == "":
+            environment.pop(variable, None)
+        else:
+            environment[variable] = str(value)
     environment[PROCESSES_VARIABLE] = "1"
     return environment
 
 
-def start(dtype, solver):
-    """Start the helper on the epochs and step kernels of ``dtype`` and ``solver`` (a
-    code of ``_optimizers.SOLVERS``), unless one runs. The caller has checked that both,
-    and the tile's kernel, need compiling."""
+def start(dtype):
+    """Start the helper on the epochs kernel of ``dtype`` and its driver, unless one
+    runs. The caller has checked that the call's kernels all need compiling."""
     global _helper
     package = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    command = [sys.executable, "-c", _HELPER, package, np.dtype(dtype).name, str(int(solver))]
+    command = [sys.executable, "-I", "-c", _HELPER, json.dumps(sys.path), package,
+               np.dtype(dtype).name]
     with _lock:
         if _helper is not None:
             return
@@ -105,14 +146,11 @@ def start(dtype, solver):
             _helper = None  # this process compiles them
 
 
-def running():
-    """Whether a helper was started and not yet waited for."""
-    return _helper is not None
-
-
 def wait():
     """Wait for the helper, if one runs: its kernels are then in the cache (or, where it
-    failed, this process compiles them). Ctrl-C stops the helper too."""
+    failed, this process compiles them). Ctrl-C while waiting stops the helper too (at
+    another moment of the fit, the helper finishes its compile, seconds, and exits; a
+    Ctrl-C in a terminal reaches it as well)."""
     global _helper
     with _lock:
         helper, _helper = _helper, None
@@ -129,16 +167,16 @@ def wait():
             raise
 
 
-def compile_here(dtype, solver):
-    """The helper's work: compile the epochs and step kernels of ``dtype`` and ``solver``
-    into Numba's disk cache, and save no other function there (see the module's
-    docstring)."""
+def compile_here(dtype):
+    """The helper's work: compile the epochs kernel of ``dtype``, and the driver that
+    runs it on the calling thread, into Numba's disk cache, and save no other function
+    there (see the module's docstring)."""
     from numba.core.caching import NullCache
     from numba.core.registry import CPUDispatcher
 
-    from fastmlp.kernels import _api, _epochs, _optimizers
+    from fastmlp.kernels import _api, _epochs
 
-    targets = (_epochs._member_epochs, _optimizers.FINISH_AND_STEP[solver])
+    targets = (_epochs._member_epochs, _epochs.train_epochs_alone)
     for name, module in list(sys.modules.items()):
         if name.startswith("fastmlp.kernels."):
             for value in list(vars(module).values()):
@@ -146,4 +184,4 @@ def compile_here(dtype, solver):
                     value._cache = NullCache()
     dtype = np.dtype(dtype)
     _api._member_kernel(dtype)
-    _api._step_kernel(dtype, solver)
+    _epochs.train_epochs_alone.compile(_api.alone_driver_types(dtype))

@@ -83,6 +83,9 @@ class CompiledKernel:
             self.address = result.library.get_pointer_to_function(
                 result.fndesc.llvm_cfunc_wrapper_name
             )
+            if not self.address:  # (called, a null address would crash the process)
+                raise TypeError(f"{dispatcher.py_func.__qualname__} has no wrapper callable "
+                                "from C: compile it with _calls.jit('address').")
             # Read by numba.typeof: the same type for every call, with no typing work.
             self._numba_type_ = pointer_type(signature)
 
@@ -148,6 +151,9 @@ class _NotFromPython(CPUDispatcher):
 
 def _python_entry(inner):
     from numba import njit
+
+    if config.DISABLE_JIT:  # (turned off since the import: no compiled caller)
+        return inner.py_func
 
     @njit
     def python_entry(*args):

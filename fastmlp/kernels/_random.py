@@ -69,7 +69,7 @@ def _temper(key, words):
         words[p] = y ^ (y >> 18)
 
 
-@jit("kernels", cache=True)
+@jit("python", cache=True)  # (from Python too: fastmlp.profile times it)
 def shuffle(order, state):
     """Shuffle ``order`` in place exactly as ``RandomState.shuffle`` would, drawing from
     (and advancing) the MT19937 state words ``state`` (see :func:`shuffle_state`).
