@@ -510,7 +510,8 @@ class Trainer:
             work.sync[:] = 0
             optimizer = _optimizers.Optimizer.of(self, learning_rate)  # (its step count too)
             step_kernel = _step_kernel(network.dtype, optimizer.solver)
-            # (After the step: on a first fit, a helper process may compile it meanwhile.)
+            # (The step first: on a first fit, a helper process compiles the epochs
+            # kernel meanwhile, and _member_kernel waits for it.)
             kernels = (_member_kernel(network.dtype), tile_kernel, step_kernel)
             epochs = _epochs.Epochs(
                 batch_size=batch_size, first_row=first_row, stop_row=stop_row,
