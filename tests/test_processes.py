@@ -198,7 +198,7 @@ def test_import_and_first_fit_leave_the_garbage_collector_as_they_found_it(colle
 
 
 COLD_FIT = """
-import hashlib, json, os, signal, sys, threading, warnings
+import hashlib, json, os, signal, subprocess, sys, warnings
 import numpy as np
 import fastmlp
 from fastmlp.cli import moons_data
@@ -213,12 +213,13 @@ if case in ("hangs", "ctrl-c"):
     _beside.WAIT_SECONDS = 1 if case == "hangs" else 600
     _beside._HELPER = (f"import os, time; open({HELPER_PID!r}, 'w').write(str(os.getpid()))"
                        "; time.sleep(600)")
-if case == "ctrl-c":  # SIGINT while this process waits for the helper
-    waiting = _beside.wait
-    def interrupted_wait():
-        threading.Timer(0.5, os.kill, (os.getpid(), signal.SIGINT)).start()
-        return waiting()
-    _beside.wait = interrupted_wait
+if case == "ctrl-c":  # SIGINT as this process starts waiting for the helper (once)
+    waiting = subprocess.Popen.wait
+    def interrupted_wait(self, timeout=None):
+        subprocess.Popen.wait = waiting
+        os.kill(os.getpid(), signal.SIGINT)
+        return waiting(self, timeout)
+    subprocess.Popen.wait = interrupted_wait
 
 X, _, y, _ = moons_data()
 with warnings.catch_warnings(record=True) as caught:
