@@ -217,6 +217,70 @@ def test_one_hidden_relu_layer_on_few_inputs(dtype, n_threads):
                                          TOLERANCE[dtype])
 
 
+def _units_with_subnormal_weights(dtype, n_in, n_out, x_scale):
+    """A network of 24 ReLU units on n_in inputs, and rows of about x_scale: units 0 to
+    5 dead (intercept -0.5) and 6 to 11 alive (+0.5), their incoming coefs all
+    subnormal; 12 to 17 with subnormal incoming coefs too but an intercept of four times
+    the smallest normal number, which their products with the rows outweigh; the rest
+    plain, their coefs over x_scale. Units 0 to 11 have subnormal outgoing coefs too."""
+    rng = np.random.default_rng(n_in + 10 * n_out)
+    tiny = np.finfo(dtype).tiny
+    coefs, intercepts = random_network(rng, [n_in, 24, n_out], np.float64, scale=1.0)
+    coefs = [c.astype(dtype) for c in coefs]
+    intercepts = [b.astype(dtype) for b in intercepts]
+
+    def subnormal(shape):
+        signs = rng.choice([-1, 1], shape)
+        return (signs * rng.uniform(0.01, 0.9, shape) * tiny).astype(dtype)
+
+    coefs[0][:, 18:] /= x_scale
+    coefs[0][:, :18] = subnormal((n_in, 18))
+    coefs[1][:12] = subnormal((12, n_out))
+    intercepts[0][:6], intercepts[0][6:12] = -0.5, 0.5
+    intercepts[0][12:18] = rng.choice([-4, 4], 6) * tiny
+    X = (rng.standard_normal((300, n_in)) * x_scale).astype(dtype)
+    return coefs, intercepts, X
+
+
+@fast_inputs
+@pytest.mark.parametrize("n_threads", [1, 2])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
+def test_hidden_units_whose_incoming_coefs_are_subnormal(dtype, n_threads):
+    """The fused kernel reads a unit's incoming coefs as zero where they are all
+    subnormal and its intercept is far larger than their products with the rows can be
+    (_shallow.py): it gives the reference engine's gradient, which computes with them,
+    for units on either side of that limit: units 12 to 17 have subnormal coefs and an
+    intercept below it, so that their z changes sign from row to row and their error is
+    of the size of the others' (read as zero, they would be dead or alive on every row);
+    on rows of 1e300 (float32: 3e34) no unit may be read so (their products then change
+    the alive units' activations by some 1e-8 of them; float32: 1e-4; a kernel that
+    read them as zero failed each case). And on the units
+    above the limit, the same results to the bit as with those coefs zero (with no
+    penalty, which would differ: alpha times the coefs)."""
+    if n_threads > config.NUMBA_NUM_THREADS:
+        pytest.skip("needs more Numba threads")
+    for n_in, n_out, output in ((2, 1, "logistic"), (3, 2, "softmax"), (4, 2, "identity")):
+        for x_scale in (1e6, 1e300 if dtype == np.float64 else 3e34):
+            coefs, intercepts, X = _units_with_subnormal_weights(dtype, n_in, n_out, x_scale)
+            rng = np.random.default_rng(n_in)
+            Y = random_targets(rng, output, X.shape[0], n_out).astype(dtype)
+            sample_weight = rng.uniform(0.1, 2.0, X.shape[0]).astype(dtype)
+            problem = coefs, intercepts, X, Y, sample_weight
+            assert_engines_agree(problem, "relu", output, 0.1, True, n_threads,
+                                 TOLERANCE[dtype])
+            if x_scale > 1e6:
+                continue
+            zeroed = [c.copy() for c in coefs]
+            zeroed[0][:, :12], zeroed[1][:6] = 0, 0
+            results = [kernels.loss_and_gradients(c, intercepts, X, Y, "relu", output, 0.0,
+                                                  sample_weight, n_threads)
+                       for c in (coefs, zeroed)]
+            (loss, coef_grads, intercept_grads), (loss_0, coef_grads_0, intercept_grads_0) = results
+            assert loss == loss_0
+            for got, want in zip(coef_grads + intercept_grads, coef_grads_0 + intercept_grads_0):
+                assert np.array_equal(got, want)
+
+
 def test_public_backend_switch():
     coefs, intercepts, X, Y, sample_weight = make_problem(11, [4, 8, 3], 50, "softmax")
     args = (coefs, intercepts, X, Y)

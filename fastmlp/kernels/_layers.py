@@ -53,6 +53,11 @@ PHASE_GATHER, PHASE_FORWARD, PHASE_BACKWARD, PHASE_UPDATE = 0, 1, 2, 3
 #: ``python -m benchmarks.narrow_layers``).
 NARROW_OUTPUTS = 16
 
+#: Networks of one hidden layer on at most this many inputs may run on
+#: ``fastmlp.kernels._shallow``, whose workspace ends with a copy of the hidden layer's
+#: coefs (see there).
+SHALLOW_MAX_INPUTS = 4
+
 class Network(NamedTuple):
     """The network as a tile kernel runs it, in one argument: its weights and their
     layout (a :class:`~fastmlp.kernels._buffers.FlatNetwork`), its activations, and how
@@ -115,7 +120,10 @@ def workspace_size(units, tile, sparse=False):
     # As Python: a call from Python would compile it on its own, for a few loop steps
     # (with the JIT off it is Python already).
     layer_start = getattr(_layer_start, "py_func", _layer_start)
-    return int(layer_start(units, tile, units.shape[0] - 1, sparse))
+    size = int(layer_start(units, tile, units.shape[0] - 1, sparse))
+    if units.shape[0] == 3 and units[0] <= SHALLOW_MAX_INPUTS:
+        size += int(units[0] * units[1])
+    return size
 
 
 @jit("kernels", cache=True, error_model="numpy")

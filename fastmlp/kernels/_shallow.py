@@ -18,6 +18,7 @@ It reads dense rows only: a sparse X takes ``tile_gradient``, whatever its shape
 
 import functools
 
+import numpy as np
 from numba import njit
 
 from fastmlp.kernels._activations import (
@@ -38,13 +39,14 @@ from fastmlp.kernels._calls import jit
 from fastmlp.kernels._layers import (
     PHASE_FORWARD,
     PHASE_GATHER,
+    SHALLOW_MAX_INPUTS,
     _block,
+    _layer_start,
     _transpose,
     layer_offsets,
 )
 from fastmlp.kernels._math import FASTMATH, wide_vectors
 
-SHALLOW_MAX_INPUTS = 4
 SHALLOW_MAX_OUTPUTS = 2
 
 
@@ -200,6 +202,75 @@ def _gradient_pass(n_in, n_out, X, order, start, rows, W1, b1, W2T, D, G1, g1, G
                 q1[j] += da1 * aa + db1 * ab
 
 
+# Subnormal weights. After some hundreds of epochs with Adam and an L2 penalty, the
+# weights of a dead ReLU unit (z <= 0 on every row, so that only the penalty moves them)
+# decay below the dtype's smallest normal number. Many CPUs compute with such numbers
+# far more slowly: an Intel Xeon runs every vector instruction that meets one through a
+# microcode assist, and in both passes every block of hidden units holding a dead one
+# does. W2's epoch there took 0.3 ms up to some 600 epochs, then 2.5 to 3.6 ms with 21
+# of its 100 units dead and their weights subnormal; with what follows, 0.6 to 0.9 ms
+# (``python -m benchmarks.subnormals W2 --blocks 12``, to 2,400 epochs; the rest is
+# mostly the step's, ``_optimizers``).
+#
+# Where all of a unit's incoming coefs are subnormal (or zero) and its intercept b is
+# far larger than any of their products with the tile's inputs can be, z = b exactly on
+# every row, whatever order the sums run in (each product is below half an ulp of b),
+# and also with those coefs zero: so the passes read a copy of W1 with them zero. Where
+# moreover b < 0, the unit's activation and error are 0 on every row, its outgoing
+# weights multiply only zeros, and their copy in W2T is zeroed too. The same results to
+# the bit, without the slow arithmetic.
+@jit("kernels", cache=True, error_model="numpy")
+def _without_subnormal_units(n_in, X, order, start, rows, W1, b1, W2T, W1_copy):
+    """W1, or where some hidden units' incoming coefs are all subnormal (see above), a
+    copy of it in ``W1_copy`` with them zero (and the outgoing coefs of those with b < 0
+    zero in ``W2T``): the passes give the same results on either."""
+    wide_vectors()
+    t = W1.dtype.type
+    tiny = np.finfo(W1.dtype).tiny
+    n_hidden = b1.shape[0]
+    found = False
+    for j in range(n_hidden):
+        if _subnormal_unit(W1, j, n_in, tiny):
+            found = True
+            break
+    if not found:
+        return W1
+    # The largest |x| of the tile (NaN stays NaN: no unit is then dropped).
+    x_max = t(0)
+    for i in range(rows):
+        x = X[order[start + i]]
+        for k in range(n_in):
+            if not abs(x[k]) <= x_max:
+                x_max = abs(x[k])
+    # Each product |x u| < x_max * tiny; rounded, and summed n_in <= 4 at a time with
+    # each sum rounded, they stay below 8 * (x_max + eps) * tiny (eps: a subnormal's
+    # spacing over tiny), while half the spacing of the floats next to b is at least
+    # |b| * eps / 4. The limit keeps a factor of 4 more (inf or NaN where x_max is huge
+    # or NaN: then no unit qualifies).
+    eps = np.finfo(W1.dtype).eps
+    limit = t(128) * (x_max + eps) * (tiny / eps)
+    for k in range(n_in):
+        for j in range(n_hidden):
+            W1_copy[k, j] = W1[k, j]
+    for j in range(n_hidden):
+        if abs(b1[j]) > limit and _subnormal_unit(W1, j, n_in, tiny):
+            for k in range(n_in):
+                W1_copy[k, j] = t(0)
+            if b1[j] < 0:
+                for k in range(W2T.shape[0]):
+                    W2T[k, j] = t(0)
+    return W1_copy
+
+
+@njit(cache=True, error_model="numpy", inline="always")
+def _subnormal_unit(W1, j, n_in, tiny):
+    """Whether hidden unit j's incoming coefs are all below ``tiny`` in magnitude."""
+    for k in range(n_in):
+        if not abs(W1[k, j]) < tiny:
+            return False
+    return True
+
+
 @functools.cache
 def tile_gradient_shallow(n_in, n_out, output_kind):
     """``tile_gradient`` for a network :func:`is_shallow` accepts, with ``n_in`` inputs,
@@ -233,6 +304,9 @@ def tile_gradient_shallow(n_in, n_out, output_kind):
         b1 = theta[int_off[0] : int_off[0] + n_hidden]
         W2T = _block(work, t_off, outputs, n_hidden)
         _transpose(_block(theta, coef_off[1], n_hidden, outputs), W2T)
+        W1 = _without_subnormal_units(
+            n_in, X, order, start, rows, W1, b1, W2T,
+            _block(work, _layer_start(units, tile, 2, False), inputs, n_hidden))
         b2 = theta[int_off[1] : int_off[1] + n_out]
         Z = _block(work, z_off, tile, outputs)
         A = _block(work, a_off, tile, outputs)
