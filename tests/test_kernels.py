@@ -339,9 +339,14 @@ def test_whole_epoch_training_equals_reference_steps(solver, weighted, units):
 @pytest.mark.parametrize("weight_sum", [32.0, 1.0, 0.5, 200.0, 0.75, 37.3])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])
 @pytest.mark.parametrize("two_gradients", [True, False], ids=["two chunks", "one"])
-def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients, rng):
+@pytest.mark.parametrize("kind", ["plain", "careful", "careful, unusual values"])
+def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients, kind, rng):
     """The step divides by the batch's weight sum as scikit-learn does (by its
-    reciprocal, see _math.quotient): the same bits, for gradients of any size."""
+    reciprocal, see _math.quotient): the same bits, for gradients of any size. So does
+    the careful step (_optimizers), also where a fifth of the weights and first states
+    are subnormal, with no gradient but the penalty's, some dividends cancel to
+    subnormal numbers, and others are huge: there the plain step's quotient may round
+    otherwise (run on these values, it did in float64 Adam with a weight sum of 37.3)."""
     from fastmlp.kernels import _optimizers
 
     settings = SOLVERS[solver]
@@ -357,22 +362,37 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients,
         other[:] = 0
     t = np.dtype(dtype).type
     alpha, learning_rate, step_size = t(1e-3), t(0.01), t(0.003)
+    if kind == "careful, unusual values":
+        finfo = np.finfo(dtype)
+        decayed = rng.choice(n_coefs, n_coefs // 5, replace=False)
+        theta[decayed] *= t(0.3) * finfo.tiny
+        state_1[decayed] *= t(0.5) * finfo.tiny
+        grad[decayed], other[decayed] = 0, 0
+        cancelled = rng.choice(n_coefs, 20, replace=False)  # dividends of a few ulps
+        grad[cancelled] = -(alpha * theta[cancelled]) * t(1 + 4 * finfo.eps)
+        other[cancelled] = 0
+        grad[rng.choice(n_params, 5, replace=False)] = finfo.max / 4
+        assert _optimizers.has_unusual_values(theta, state_1)
     is_adam = settings["solver"] == "adam"
     expected_theta, expected_1, expected_2 = theta.copy(), state_1.copy(), state_2.copy()
     g = grad + other
     g[:n_coefs] += alpha * theta[:n_coefs]
-    g = g / t(weight_sum)
-    if is_adam:
-        beta_1, beta_2, epsilon = t(0.9), t(0.999), t(1e-8)
-        expected_1[:] = beta_1 * state_1 + (1 - beta_1) * g
-        expected_2[:] = beta_2 * state_2 + (1 - beta_2) * (g * g)
-        expected_theta += -step_size * expected_1 / (np.sqrt(expected_2) + epsilon)
-    else:
-        momentum = t(0.9)
-        expected_1[:] = momentum * state_1 - learning_rate * g
-        update = momentum * expected_1 - learning_rate * g if settings["nesterov"] else expected_1
-        expected_theta += update
-    step = _optimizers.FINISH_AND_STEP[_optimizers.ADAM if is_adam else _optimizers.SGD]
+    with np.errstate(over="ignore", invalid="ignore"):
+        g = g / t(weight_sum)
+        if is_adam:
+            beta_1, beta_2, epsilon = t(0.9), t(0.999), t(1e-8)
+            expected_1[:] = beta_1 * state_1 + (1 - beta_1) * g
+            expected_2[:] = beta_2 * state_2 + (1 - beta_2) * (g * g)
+            expected_theta += -step_size * expected_1 / (np.sqrt(expected_2) + epsilon)
+        else:
+            momentum = t(0.9)
+            expected_1[:] = momentum * state_1 - learning_rate * g
+            update = (momentum * expected_1 - learning_rate * g if settings["nesterov"]
+                      else expected_1)
+            expected_theta += update
+    steps = (_optimizers.FINISH_AND_STEP if kind == "plain"
+             else _optimizers.CAREFUL_FINISH_AND_STEP)
+    step = steps[_optimizers.ADAM if is_adam else _optimizers.SGD]
     optimizer = _optimizers.Optimizer(
         state_1=state_1, state_2=state_2 if is_adam else state_2[:0],
         solver=_optimizers.ADAM if is_adam else _optimizers.SGD, adam_step=0,
@@ -386,6 +406,52 @@ def test_the_step_rounds_as_numpy_does(solver, weight_sum, dtype, two_gradients,
     np.testing.assert_array_equal(state_1, expected_1)
     if is_adam:
         np.testing.assert_array_equal(state_2, expected_2)
+
+
+@fast_inputs
+@pytest.mark.parametrize("n_threads", [1, 2])
+def test_training_on_decayed_weights_takes_the_careful_steps(n_threads, monkeypatch):
+    """Where some weights are subnormal, the trainer steps with the careful steps
+    (_optimizers), and only there: the weights of 20 inputs that are zero on every row,
+    6,000 subnormal numbers whose gradient is the penalty's alone, get NumPy's Adam step
+    to the bit. (Below its range, the plain steps' quotient may round otherwise: see
+    test_the_step_rounds_as_numpy_does.)"""
+    from fastmlp.kernels import _api
+
+    if n_threads > config.NUMBA_NUM_THREADS:
+        pytest.skip("needs more Numba threads")
+    rng = np.random.default_rng(3)
+    n_rows, hidden, alpha, learning_rate = 200, 300, 1e-2, 1e-3
+    X = np.zeros((n_rows, 21))
+    X[:, 20] = rng.standard_normal(n_rows)
+    Y = np.eye(2)[rng.integers(0, 2, n_rows)]
+    coefs, intercepts = random_network(rng, [21, hidden, 2], np.float64, scale=1.0)
+    signs = rng.choice([-1.0, 1.0], (20, hidden))
+    decayed = signs * rng.uniform(0.01, 0.9, (20, hidden)) * np.finfo(np.float64).tiny
+    asked = []
+    step_kernel = _api._step_kernel
+    monkeypatch.setattr(_api, "_step_kernel", lambda *args: asked.append(args[2:]) or
+                        step_kernel(*args))
+
+    def trained(first_coefs):
+        network = FlatNetwork.from_arrays([first_coefs, coefs[1]], intercepts)
+        trainer = Trainer(network, "relu", "softmax", solver="adam", alpha=alpha,
+                          batch_size=n_rows, n_threads=n_threads)
+        Xc, Yc, no_weights = trainer.prepare(X, Y)
+        trainer.run_epochs(Xc, Yc, no_weights, np.arange(n_rows, dtype=np.int64),
+                           learning_rate)
+        return network.coefs[0][:20]
+
+    trained(coefs[0])
+    assert asked == [(False,)]
+    w = decayed
+    after = trained(np.vstack([decayed, coefs[0][20:]]))
+    assert asked[1:] == [(True,)]
+    # One Adam step from zero moments, on g = alpha * w / n (the data's part is zero).
+    g = alpha * w / n_rows
+    m, v = (1 - 0.9) * g, (1 - 0.999) * (g * g)
+    step_size = learning_rate * np.sqrt(1 - 0.999) / (1 - 0.9)
+    np.testing.assert_array_equal(after, w + -step_size * m / (np.sqrt(v) + 1e-8))
 
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32], ids=["float64", "float32"])

@@ -28,6 +28,10 @@ SEGMENT_ROWS = 32768
 #: Only how the epochs are cut into calls depends on it, never the results.
 SECONDS_PER_CALL = 0.1
 
+#: A trainer looks for unusual weights and states at every this-many-th call
+#: (``Trainer._careful_steps``).
+CAREFUL_CHECK_CALLS = 8
+
 
 # The kernels that others call by address (see fastmlp.kernels._calls), per dtype: a
 # tile's forward and backward pass (tile_gradient, or its fused form for one hidden ReLU
@@ -53,10 +57,9 @@ def _tile_kernel_for(network, hidden, output, sparse=False):
 
 
 @functools.cache
-def _step_kernel(dtype, solver):
-    return CompiledKernel(
-        _optimizers.FINISH_AND_STEP[solver], _optimizers.finish_and_step_signature(dtype)
-    )
+def _step_kernel(dtype, solver, careful=False):
+    steps = _optimizers.CAREFUL_FINISH_AND_STEP if careful else _optimizers.FINISH_AND_STEP
+    return CompiledKernel(steps[solver], _optimizers.finish_and_step_signature(dtype))
 
 
 def _member_signature(dtype):
@@ -338,6 +341,7 @@ class Trainer:
         self.seconds_per_row = 6 * network.n_params / 1e10
         # One call at a time: a call's threads share its buffers and meeting place.
         self._running = threading.Lock()
+        self._calls, self._careful = 0, False  # (see _careful_steps)
 
     def __getstate__(self):
         # A pickled (or deep-copied) trainer gets a lock of its own, and buffers of its
@@ -349,7 +353,7 @@ class Trainer:
         return state
 
     def __setstate__(self, state):
-        self.__dict__.update(state)
+        self.__dict__.update({"_calls": 0, "_careful": False, **state})
         self._running = threading.Lock()
         self.state_1, self.state_2 = aligned_copy(self.state_1), aligned_copy(self.state_2)
 
@@ -358,6 +362,7 @@ class Trainer:
         self.state_1[:] = 0
         self.state_2[:] = 0
         self.adam_step = 0
+        self._calls, self._careful = 0, False
 
     def _plan_for(self, batch_rows, nonzeros_per_row=None):
         """The plan, its buffers and its thread choice (None where the count is not
@@ -509,7 +514,7 @@ class Trainer:
         with self._running:
             work.sync[:] = 0
             optimizer = _optimizers.Optimizer.of(self, learning_rate)  # (its step count too)
-            step_kernel = _step_kernel(network.dtype, optimizer.solver)
+            step_kernel = _step_kernel(network.dtype, optimizer.solver, self._careful_steps())
             # (The step first: on a first fit, a helper process compiles the epochs
             # kernel meanwhile, and _member_kernel waits for it.)
             kernels = (_member_kernel(network.dtype), tile_kernel, step_kernel)
@@ -539,6 +544,21 @@ class Trainer:
             _parallel_driver.seconds_alone += elapsed
         elif choice is not None:
             choice.record(n_threads, self.seconds_per_row)
+
+    def _careful_steps(self):
+        """Whether this call steps with ``_optimizers.CAREFUL_FINISH_AND_STEP``: where
+        some weights or first states are unusual, looked for at every
+        ``CAREFUL_CHECK_CALLS``-th call. A look takes about 11 us for W2's network, a
+        few percent of its epoch (``python -m timeit -s "import numpy as np; from
+        fastmlp.kernels._optimizers import has_unusual_values as h; a =
+        np.random.randn(401)" "h(a, a)"``). Calls in between keep the last answer: a
+        value that has just become unusual meets the plain step for a few calls more,
+        slower where the CPU is slow with subnormal numbers, and exact but where its
+        float64 dividend is below ``quotient``'s range (``_optimizers``)."""
+        if self._calls % CAREFUL_CHECK_CALLS == 0:
+            self._careful = _optimizers.has_unusual_values(self.network.theta, self.state_1)
+        self._calls += 1
+        return self._careful
 
     def prepare(self, X, Y, sample_weight=None):
         """X, Y and sample_weight as the kernels take them (empty weights for none).
@@ -625,6 +645,8 @@ def warmup(dtypes=("float64", "float32")):
                 Xc, Yc, no_weights = trainer.prepare(X, Y)
                 trainer.run_epochs(Xc, Yc, no_weights, np.arange(n_rows, dtype=np.int64), 1e-3)
         predict(network, X, "relu", "softmax")
+        for solver in _optimizers.CAREFUL_FINISH_AND_STEP:  # (for decayed weights)
+            _step_kernel(dtype, solver, careful=True)
         after = _compiled_signatures()
         report[dtype.name] = {
             "seconds": time.perf_counter() - started,
