@@ -130,7 +130,8 @@ _SOLVER_REBUILT = ("units", "network", "coefs", "intercepts", "promoting",
 _TRAINER_SAVED = ("state_1", "state_2", "adam_step")
 _TRAINER_REBUILT = ("network", "hidden", "output", "solver", "alpha", "batch_size",
                     "momentum", "nesterov", "beta_1", "beta_2", "epsilon", "n_threads",
-                    "_plans", "_workspace", "seconds_per_row", "_running")
+                    "_plans", "_workspace", "seconds_per_row", "_running", "_calls",
+                    "_careful")
 _SETTINGS = ("learning_rate_init", "learning_rate", "momentum", "nesterovs_momentum",
              "power_t", "beta_1", "beta_2", "epsilon")
 _BINARIZER_ATTRIBUTES = ("classes_", "y_type_", "sparse_input_")
