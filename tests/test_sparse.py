@@ -30,7 +30,7 @@ from conftest import (
     traced_peak,
 )
 from fastmlp import kernels, optim, reference
-from fastmlp.kernels import FlatNetwork, Trainer, _api
+from fastmlp.kernels import FlatNetwork, Trainer, _api, _optimizers
 
 # An IndexError in a kernel called by address (NUMBA_BOUNDSCHECK=1) cannot propagate
 # through its C call: Python reports it as unraisable, which fails the test here.
@@ -571,9 +571,10 @@ def test_a_sparse_prediction_allocates_no_more_than_scikit_learns():
 def test_sparse_epochs_allocate_the_engines_buffers_and_nothing_the_size_of_x():
     """Training on a sparse X allocates the engine's own buffers (gradient and a
     workspace of the layers' tiles, at the first call; the weights and optimizer state
-    exist before) and, at every call, 8 bytes a row for the row pointers made int64 and
-    a few small arrays: never a tile of X's rows densified (64 rows of 10000 features
-    would be 5 MB)."""
+    exist before) and, at every call, 8 bytes a row for the row pointers made int64, a
+    few small arrays and, every few calls, the look for unusual weights' temporaries
+    (a chunk of values at a time: _optimizers.has_unusual_values): never a tile of X's
+    rows densified (64 rows of 10000 features would be 5 MB)."""
     X, y = text_like(4000)
     engine_fit(X[:300], y[:300], 1)  # kernels compiled or loaded
     network = FlatNetwork([X.shape[1], 100, 10], np.float64)
@@ -589,7 +590,8 @@ def test_sparse_epochs_allocate_the_engines_buffers_and_nothing_the_size_of_x():
     assert work.works.shape[1] < 64 * X.shape[1]  # no room for a tile of input rows
     buffers = sum(array.nbytes for array in (work.works, work.grads, work.scratch,
                                              work.theta_copies, *work.state_copies))
-    per_call = 8 * (X.shape[0] + 1) + SMALL_ARRAYS
+    look = _optimizers.UNUSUAL_CHUNK * 5  # five masks
+    per_call = 8 * (X.shape[0] + 1) + SMALL_ARRAYS + look
     assert first <= buffers + per_call
     again, _ = traced_peak(epochs)  # the buffers are made once
     assert again <= per_call

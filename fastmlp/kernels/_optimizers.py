@@ -245,15 +245,22 @@ UNUSUAL_BELOW = {
 }
 
 
+#: Values :func:`has_unusual_values` looks at a time: its temporaries stay this small
+#: (W6's first layer alone has a million weights).
+UNUSUAL_CHUNK = 16384
+
+
 def has_unusual_values(theta, state_1):
     """Whether some weight or first state (velocity, first moment) is unusual: not zero,
     and below ``_bounds``'s ``small``. The trainer then runs the careful steps
     (``CAREFUL_FINISH_AND_STEP``)."""
     small = UNUSUAL_BELOW[theta.dtype]
     for values in (theta, state_1):
-        magnitudes = np.abs(values)
-        if np.any((magnitudes < small) & (magnitudes > 0)):
-            return True
+        for lo in range(0, values.shape[0], UNUSUAL_CHUNK):
+            chunk = values[lo : lo + UNUSUAL_CHUNK]
+            near_zero = (chunk < small) & (chunk > -small)  # (masks: 1 byte a value)
+            if np.any(near_zero & (chunk != 0)):
+                return True
     return False
 
 
