@@ -554,8 +554,8 @@ class Trainer:
         fastmlp.kernels._optimizers import has_unusual_values as h; a =
         np.random.randn(401)" "h(a, a)"``). Calls in between keep the last answer: a
         value that has just become unusual meets the plain step for a few calls more,
-        slower where the CPU is slow with subnormal numbers, and exact but where its
-        float64 dividend is below ``quotient``'s range (``_optimizers``)."""
+        exact but where its float64 dividend is below ``quotient``'s range
+        (``_optimizers``). Float32 steps are never careful."""
         if self._calls % CAREFUL_CHECK_CALLS == 0:
             self._careful = _optimizers.has_unusual_values(self.network.theta, self.state_1)
         self._calls += 1

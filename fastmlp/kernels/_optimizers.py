@@ -131,6 +131,22 @@ def _sgd_update(theta, optimizer, p, g):
     theta[p] = theta[p] + (momentum * v - learning_rate * g) if nesterov else theta[p] + v
 
 
+# Compiled apart, not inlined by Numba: so inlined (into _sgd_step, which calls
+# wide_vectors()), the velocity's store in _sgd_update was lost (Numba 0.68).
+@jit("kernels", cache=True, error_model="numpy")
+def _sgd_divided(theta, grad, other, optimizer, scale, alpha):
+    """The SGD step dividing by ``scale`` (see the careful steps below)."""
+    wide_vectors()
+    if other.shape[0] == 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + alpha * theta[p]) / scale
+            _sgd_update(theta, optimizer, p, g)
+    else:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + other[p] + alpha * theta[p]) / scale
+            _sgd_update(theta, optimizer, p, g)
+
+
 @jit("kernels", cache=True, error_model="numpy")
 def _sgd_step(theta, grad, other, optimizer, scale, alpha):
     wide_vectors()
@@ -139,18 +155,12 @@ def _sgd_step(theta, grad, other, optimizer, scale, alpha):
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
             _sgd_update(theta, optimizer, p, g)
-    elif other.shape[0] == 0:
-        for p in range(theta.shape[0]):
-            g = (grad[p] + alpha * theta[p]) / scale
-            _sgd_update(theta, optimizer, p, g)
     elif reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
             _sgd_update(theta, optimizer, p, g)
     else:
-        for p in range(theta.shape[0]):
-            g = (grad[p] + other[p] + alpha * theta[p]) / scale
-            _sgd_update(theta, optimizer, p, g)
+        _sgd_divided(theta, grad, other, optimizer, scale, alpha)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -166,20 +176,13 @@ def _adam_update(theta, optimizer, p, g, step_size):
 
 
 @jit("kernels", cache=True, error_model="numpy")
-def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
-    # In LLVM's default vectors, not wide_vectors(): see _math.DEFAULT_VECTORS.
-    reciprocal = _reciprocal(theta, scale)
-    if other.shape[0] == 0 and reciprocal != 0:
-        for p in range(theta.shape[0]):
-            g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
-            _adam_update(theta, optimizer, p, g, step_size)
-    elif other.shape[0] == 0:
+def _adam_divided(theta, grad, other, optimizer, scale, alpha, step_size):
+    """Adam's step dividing by ``scale`` (see the careful steps below); compiled apart
+    as _sgd_divided is."""
+    wide_vectors()
+    if other.shape[0] == 0:
         for p in range(theta.shape[0]):
             g = (grad[p] + alpha * theta[p]) / scale
-            _adam_update(theta, optimizer, p, g, step_size)
-    elif reciprocal != 0:
-        for p in range(theta.shape[0]):
-            g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
             _adam_update(theta, optimizer, p, g, step_size)
     else:
         for p in range(theta.shape[0]):
@@ -187,250 +190,57 @@ def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
             _adam_update(theta, optimizer, p, g, step_size)
 
 
-# Unusual values: the careful steps. ``quotient`` rounds as a division does only for a
-# float64 dividend above about 1e-290 (or zero). And some CPUs run an instruction that
-# meets a subnormal number far more slowly: an Intel Xeon through a microcode assist, for
-# a whole vector at a time. Both meet the weights and moments of dead ReLU units once
-# they have decayed below the smallest normal number, after some hundreds of epochs.
-# Where a trainer finds such a weight or first state (``has_unusual_values``, looked for
-# every few calls: ``Trainer._careful_steps``), it steps with the careful steps below,
-# until it finds none. They are compiled on their first use, for a few seconds
-# (``python -m fastmlp warmup`` compiles them with the rest).
-#
-# A careful step runs over blocks of parameters, first checking each block's in vectors
-# (the block stays in L1 for the update). A block whose parameters are all usual
-# (``_usual``) runs the plain loop. In another, the vector loop updates the usual ones,
-# computing on zeros in the other lanes and storing those lanes back unchanged; the
-# unusual ones are gathered first and updated together in a loop of their own,
-# dividing: a CPU that assists each instruction meeting a subnormal number takes one
-# assist per vector of them, not one for every vector holding one. Every parameter gets
-# the same formula either way (``_values``: ``_sgd_update``'s and ``_adam_update``'s),
-# so the results are NumPy's, to the bit. Adam's step on a 2-core Intel Xeon, in W2's
-# subnormal state (139 of its 401 weights and first moments subnormal): 16.0 us plain,
-# 10.7 us careful, 3.4 us plain with those values zeroed; in W3-float32's (some 2,900
-# of its 50,826 first moments subnormal, and many more a little above the smallest
-# normal number, whose products are subnormal): 302, 259 and 294 us (``python -m
-# benchmarks.subnormals W2 --blocks 12 --steps``, and ``W3-float32 --blocks 6 --epochs
-# 150 --steps``): most of what subnormal numbers cost there is the arithmetic itself.
-#: Parameters per block of a careful step: a block of each array it reads (20 KiB in
-#: float64) stays in L1 between the check and the update.
-STEP_BLOCK = 512
+@jit("kernels", cache=True, error_model="numpy")
+def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
+    # In LLVM's default vectors, not wide_vectors(): see _math.DEFAULT_VECTORS.
+    reciprocal = _reciprocal(theta, scale)
+    if other.shape[0] == 0 and reciprocal != 0:
+        for p in range(theta.shape[0]):
+            g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
+            _adam_update(theta, optimizer, p, g, step_size)
+    elif reciprocal != 0:
+        for p in range(theta.shape[0]):
+            g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
+            _adam_update(theta, optimizer, p, g, step_size)
+    else:
+        _adam_divided(theta, grad, other, optimizer, scale, alpha, step_size)
 
 
-@njit(cache=True, error_model="numpy", inline="always")
-def _bounds(theta):
-    """``(small, large, zero)``: a parameter is usual where its weight and first state are
-    zero or at least ``small`` in magnitude (2**64 times the smallest normal float64, so
-    that ``quotient``'s dividend is above its bound as well, and products with the
-    step's constants stay normal; float32, whose quotient holds for every dividend:
-    2**12 times) and, in float64, where its dividend is zero or between ``small`` and
-    ``large`` (a quotient by a reciprocal of up to 1e37, ``_reciprocal``, stays finite).
-    ``zero``: the dtype's."""
-    t = theta.dtype.type
-    finfo = np.finfo(theta.dtype)
-    if finfo.tiny < 1e-300:  # float64
-        return t(finfo.tiny * 2.0**64), t(2.0**900), t(0)
-    return t(finfo.tiny * 2.0**12), t(finfo.max), t(0)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _small(x, small):
-    return (abs(x) < small) & (x != 0)
-
-
-#: Per dtype, ``_bounds``'s ``small``, for :func:`has_unusual_values`.
-UNUSUAL_BELOW = {
-    np.dtype(np.float64): np.finfo(np.float64).tiny * 2.0**64,
-    np.dtype(np.float32): np.float32(np.finfo(np.float32).tiny * 2.0**12),
-}
-
-
+# The careful steps. ``quotient`` rounds as a division does only for a float64 dividend
+# above about 1e-290 (or zero); float32's holds for every dividend. Dividends that small
+# come with weights and first moments that have decayed below the smallest normal
+# float64 (those of dead ReLU units, after hundreds of epochs: a subnormal weight's
+# penalty gradient is below that bound). Where a trainer finds such values in float64
+# (``has_unusual_values``, every few calls: ``Trainer._careful_steps``), it steps with
+# the careful steps, which divide: NumPy's results to the bit there too, for a division
+# a parameter (a fifth of a product's throughput, see above). A careful step that
+# gathered the unusual values and stepped them apart, in fewer vectors for a CPU slow
+# with subnormal numbers, was tried: Adam's step in W2's subnormal state took 10.7 us
+# instead of 16.0 on a 2-core Intel Xeon, but W3-float32's epoch there 3 to 5 % longer
+# (its unusual values lie together already), and each step longer where subnormal
+# numbers cost nothing.
+#: Below this magnitude (and not zero) a float64 weight or first state is unusual:
+#: 2**64 times the smallest normal number, where its penalty gradient is still above
+#: ``quotient``'s bound.
+UNUSUAL_BELOW = np.finfo(np.float64).tiny * 2.0**64
 #: Values :func:`has_unusual_values` looks at a time: its temporaries stay this small
 #: (W6's first layer alone has a million weights).
 UNUSUAL_CHUNK = 16384
 
 
 def has_unusual_values(theta, state_1):
-    """Whether some weight or first state (velocity, first moment) is unusual: not zero,
-    and below ``_bounds``'s ``small``. The trainer then runs the careful steps
-    (``CAREFUL_FINISH_AND_STEP``)."""
-    small = UNUSUAL_BELOW[theta.dtype]
+    """Whether some float64 weight or first state (velocity, first moment) is unusual:
+    not zero, and below ``UNUSUAL_BELOW`` in magnitude. The trainer then runs the careful
+    steps (``CAREFUL_FINISH_AND_STEP``). Never in float32."""
+    if theta.dtype != np.float64:
+        return False
     for values in (theta, state_1):
         for lo in range(0, values.shape[0], UNUSUAL_CHUNK):
             chunk = values[lo : lo + UNUSUAL_CHUNK]
-            near_zero = (chunk < small) & (chunk > -small)  # (masks: 1 byte a value)
+            near_zero = (chunk < UNUSUAL_BELOW) & (chunk > -UNUSUAL_BELOW)  # (1 byte each)
             if np.any(near_zero & (chunk != 0)):
                 return True
     return False
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _dividend(grad, other, theta_p, p, alpha, has_other):
-    """The numerator of a parameter's gradient, as scikit-learn sums it."""
-    if has_other:
-        return grad[p] + other[p] + alpha * theta_p
-    return grad[p] + alpha * theta_p
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _usual(theta_p, state_1_p, grad, other, p, alpha, has_other, bounds):
-    """Whether parameter p is usual (see ``_bounds``), and its dividend where it is (0
-    where it is not; no arithmetic meets its unusual values)."""
-    small, large, zero = bounds
-    usual = not (_small(theta_p, small) | _small(state_1_p, small))
-    dividend = _dividend(grad, other, theta_p if usual else zero, p, alpha, has_other)
-    if small < 1e-200:  # float64 (decided at compile time)
-        size = abs(dividend)
-        usual = usual & (size < large) & ((size >= small) | (dividend == 0))  # NaN: unusual
-    return usual, dividend if usual else zero
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _values(solver, theta_p, state_1_p, state_2_p, g, optimizer, step_size):
-    """A parameter and its state after a step with gradient ``g``: SGD's (Nesterov's or
-    not; its one state, the velocity) or Adam's (its two moments)."""
-    if solver == ADAM:
-        beta_1, beta_2 = optimizer.beta_1, optimizer.beta_2
-        one = optimizer.state_1.dtype.type(1)
-        m = beta_1 * state_1_p + (one - beta_1) * g
-        v = beta_2 * state_2_p + (one - beta_2) * (g * g)
-        return theta_p + -step_size * m / (np.sqrt(v) + optimizer.epsilon), m, v
-    momentum, learning_rate = optimizer.momentum, optimizer.learning_rate
-    velocity = momentum * state_1_p - learning_rate * g
-    if optimizer.nesterov:
-        return theta_p + (momentum * velocity - learning_rate * g), velocity, state_2_p
-    return theta_p + velocity, velocity, state_2_p
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _state_2(optimizer, p, solver):
-    return optimizer.state_2[p] if solver == ADAM else optimizer.state_1.dtype.type(0)
-
-
-# Not inlined by Numba (LLVM inlines it): so inlined, into a kernel that calls
-# wide_vectors(), its store to the first state was lost (Numba 0.68).
-@jit("kernels", cache=True, error_model="numpy")
-def _store(theta, optimizer, p, solver, values):
-    theta[p], optimizer.state_1[p] = values[0], values[1]
-    if solver == ADAM:
-        optimizer.state_2[p] = values[2]
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _divided(theta, grad, other, optimizer, scale, alpha, step_size, solver, has_other):
-    """The step dividing by ``scale`` (where its reciprocal is not usable)."""
-    for p in range(theta.shape[0]):
-        g = _dividend(grad, other, theta[p], p, alpha, has_other) / scale
-        _store(theta, optimizer, p, solver,
-               _values(solver, theta[p], optimizer.state_1[p], _state_2(optimizer, p, solver),
-                       g, optimizer, step_size))
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _block(theta, grad, other, optimizer, scale, reciprocal, alpha, step_size, solver,
-           has_other):
-    bounds = _bounds(theta)
-    usual = True
-    for p in range(theta.shape[0]):
-        usual &= _usual(theta[p], optimizer.state_1[p], grad, other, p, alpha, has_other,
-                        bounds)[0]
-    if usual:
-        _plain(theta, grad, other, optimizer, scale, reciprocal, alpha, step_size, solver,
-               has_other)
-    else:
-        _unusual_block(theta, grad, other, optimizer, scale, reciprocal, alpha, step_size,
-                       solver, has_other)
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _plain(theta, grad, other, optimizer, scale, reciprocal, alpha, step_size, solver,
-           has_other):
-    """The step in one vector loop (see above)."""
-    for p in range(theta.shape[0]):
-        g = quotient(_dividend(grad, other, theta[p], p, alpha, has_other), scale,
-                     reciprocal)
-        _store(theta, optimizer, p, solver,
-               _values(solver, theta[p], optimizer.state_1[p], _state_2(optimizer, p, solver),
-                       g, optimizer, step_size))
-
-
-@jit("kernels", cache=True, error_model="numpy")
-def _unusual_block(theta, grad, other, optimizer, scale, reciprocal, alpha, step_size,
-                   solver, has_other):
-    """The step on a block some of whose parameters are unusual (see above)."""
-    wide_vectors()
-    t = theta.dtype.type
-    zero = t(0)
-    bounds = _bounds(theta)
-    state_1, n = optimizer.state_1, theta.shape[0]
-    # The unusual ones' values, gathered before the loop below updates the others
-    # (without a branch: each value is written, and kept where it is unusual).
-    where = np.empty(n, np.int64)
-    gathered = np.empty((5, n), theta.dtype)
-    count = 0
-    for p in range(n):
-        theta_p, state_1_p = theta[p], state_1[p]
-        where[count] = p
-        gathered[0, count], gathered[1, count] = theta_p, state_1_p
-        gathered[2, count] = _state_2(optimizer, p, solver)
-        gathered[3, count] = grad[p]
-        gathered[4, count] = other[p] if has_other else zero
-        usual = _usual(theta_p, state_1_p, grad, other, p, alpha, has_other, bounds)[0]
-        count += 0 if usual else 1
-    for p in range(n):
-        theta_p, state_1_p, state_2_p = theta[p], state_1[p], _state_2(optimizer, p, solver)
-        usual, dividend = _usual(theta_p, state_1_p, grad, other, p, alpha, has_other,
-                                 bounds)
-        values = _values(solver, theta_p if usual else zero, state_1_p if usual else zero,
-                         state_2_p if usual else zero, quotient(dividend, scale, reciprocal),
-                         optimizer, step_size)
-        _store(theta, optimizer, p, solver,
-               (values[0] if usual else theta_p, values[1] if usual else state_1_p,
-                values[2] if usual else state_2_p))
-    values, grads, others = gathered[:3, :count], gathered[3], gathered[4]
-    for i in range(count):
-        g = _dividend(grads, others, values[0, i], i, alpha, has_other) / scale
-        values[0, i], values[1, i], values[2, i] = _values(
-            solver, values[0, i], values[1, i], values[2, i], g, optimizer, step_size)
-    for i in range(count):
-        _store(theta, optimizer, where[i], solver, (values[0, i], values[1, i], values[2, i]))
-
-
-@njit(cache=True, error_model="numpy", inline="always")
-def _careful_step(theta, grad, other, optimizer, scale, alpha, step_size, solver):
-    """One step of ``solver`` over ``theta`` by blocks (see above), dividing where the
-    reciprocal is not usable. A second gradient is added to the first block by block
-    (the dividend's sum as the plain loops add it): the loops are compiled once, for
-    one gradient. Each block's loops run on views of it: with its bounds as the
-    loops' (``range(lo, hi)``), LLVM left them scalar."""
-    reciprocal = _reciprocal(theta, scale)
-    has_other = other.shape[0] > 0
-    if reciprocal == 0:
-        _divided(theta, grad, other, optimizer, scale, alpha, step_size, solver, has_other)
-        return
-    summed = np.empty(STEP_BLOCK if has_other else 0, theta.dtype)
-    for lo in range(0, theta.shape[0], STEP_BLOCK):
-        hi = min(lo + STEP_BLOCK, theta.shape[0])
-        block_grad = grad[lo:hi]
-        if has_other:
-            block_grad = summed[: hi - lo]
-            for p in range(hi - lo):
-                block_grad[p] = grad[lo + p] + other[lo + p]
-        _block(theta[lo:hi], block_grad, other[:0], region(optimizer, lo, hi), scale,
-               reciprocal, alpha, step_size, solver, False)
-
-
-@jit("kernels", cache=True, error_model="numpy")
-def _careful_sgd_step(theta, grad, other, optimizer, scale, alpha):
-    wide_vectors()
-    _careful_step(theta, grad, other, optimizer, scale, alpha, theta.dtype.type(0), SGD)
-
-
-@jit("kernels", cache=True, error_model="numpy")
-def _careful_adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
-    # In wide vectors, unlike _adam_step: more unusual values to a vector.
-    wide_vectors()
-    _careful_step(theta, grad, other, optimizer, scale, alpha, step_size, ADAM)
 
 
 # The step is compiled per solver: a first fit compiles the one it runs (SGD's step
@@ -481,38 +291,36 @@ def adam_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_siz
 @jit("address", cache=True, error_model="numpy")
 def careful_sgd_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size,
                                 optimizer):
-    """As :func:`sgd_finish_and_step`, by blocks, the unusual values set apart (see
-    above): the same results, to the bit, with ``quotient``'s range kept and few
-    instructions meeting a subnormal number. Compiled on its first use: where weights or
-    states have decayed that far."""
+    """As :func:`sgd_finish_and_step`, dividing (the careful steps, above): compiled on
+    its first use."""
     wide_vectors()
     alpha = optimizer.alpha
     penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
     for lo, hi, region_alpha in ((0, n_coef_params, alpha),
                                  (n_coef_params, theta.shape[0], theta.dtype.type(0))):
-        _careful_sgd_step(theta[lo:hi], grad[lo:hi], other[lo:hi],
-                          region(optimizer, lo, hi), weight_sum, region_alpha)
+        _sgd_divided(theta[lo:hi], grad[lo:hi], other[lo:hi], region(optimizer, lo, hi),
+                     weight_sum, region_alpha)
     return penalty
 
 
 @jit("address", cache=True, error_model="numpy")
 def careful_adam_finish_and_step(theta, grad, other, n_coef_params, weight_sum, step_size,
                                  optimizer):
-    """As :func:`adam_finish_and_step`, as :func:`careful_sgd_finish_and_step` is
-    :func:`sgd_finish_and_step`."""
+    """As :func:`adam_finish_and_step`, dividing (the careful steps, above): compiled on
+    its first use."""
     wide_vectors()
     alpha = optimizer.alpha
     penalty = _penalty(theta, n_coef_params, alpha, weight_sum)
     for lo, hi, region_alpha in ((0, n_coef_params, alpha),
                                  (n_coef_params, theta.shape[0], theta.dtype.type(0))):
-        _careful_adam_step(theta[lo:hi], grad[lo:hi], other[lo:hi],
-                           region(optimizer, lo, hi), weight_sum, region_alpha, step_size)
+        _adam_divided(theta[lo:hi], grad[lo:hi], other[lo:hi], region(optimizer, lo, hi),
+                      weight_sum, region_alpha, step_size)
     return penalty
 
 
 #: The step of each solver code.
 FINISH_AND_STEP = {SGD: sgd_finish_and_step, ADAM: adam_finish_and_step}
-#: The careful step of each solver code (see above).
+#: The careful step of each solver code (see the careful steps, above).
 CAREFUL_FINISH_AND_STEP = {SGD: careful_sgd_finish_and_step, ADAM: careful_adam_finish_and_step}
 
 
