@@ -213,12 +213,15 @@ def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
 # penalty gradient is below that bound). Where a trainer finds such values in float64
 # (``has_unusual_values``, every few calls: ``Trainer._careful_steps``), it steps with
 # the careful steps, which divide: NumPy's results to the bit there too, for a division
-# a parameter (a fifth of a product's throughput, see above). A careful step that
-# gathered the unusual values and stepped them apart, in fewer vectors for a CPU slow
-# with subnormal numbers, was tried: Adam's step in W2's subnormal state took 10.7 us
-# instead of 16.0 on a 2-core Intel Xeon, but W3-float32's epoch there 3 to 5 % longer
-# (its unusual values lie together already), and each step longer where subnormal
-# numbers cost nothing.
+# a parameter (a fifth of a product's throughput, see above). Where subnormal numbers are
+# slow they are faster, too: the division meets them once where quotient's product and
+# two fused multiply-adds met them thrice. Adam's step in W2's subnormal state (139 of
+# its 401 weights and first moments subnormal) on a 2-core Intel Xeon: 15.9 us plain,
+# 10.8 us careful, 3.4 us plain with those values zeroed (``python -m
+# benchmarks.subnormals W2 --blocks 12 --steps``). A careful step that also gathered the
+# unusual values and stepped them apart, in fewer vectors, was no faster there (10.7
+# us) and made W3-float32's epoch 3 to 5 % slower (its unusual values lie together).
+
 #: Below this magnitude (and not zero) a float64 weight or first state is unusual:
 #: 2**64 times the smallest normal number, where its penalty gradient is still above
 #: ``quotient``'s bound.
