@@ -131,11 +131,12 @@ def _sgd_update(theta, optimizer, p, g):
     theta[p] = theta[p] + (momentum * v - learning_rate * g) if nesterov else theta[p] + v
 
 
-# Compiled apart, not inlined by Numba: so inlined (into _sgd_step, which calls
-# wide_vectors()), the velocity's store in _sgd_update was lost (Numba 0.68).
+# _sgd_step's division loops, for the careful steps below: compiled apart. As a helper
+# that Numba inlined into a kernel calling wide_vectors(), it lost _sgd_update's store
+# of the velocity (Numba 0.68).
 @jit("kernels", cache=True, error_model="numpy")
 def _sgd_divided(theta, grad, other, optimizer, scale, alpha):
-    """The SGD step dividing by ``scale`` (see the careful steps below)."""
+    """The SGD step dividing by ``scale``."""
     wide_vectors()
     if other.shape[0] == 0:
         for p in range(theta.shape[0]):
@@ -155,12 +156,18 @@ def _sgd_step(theta, grad, other, optimizer, scale, alpha):
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
             _sgd_update(theta, optimizer, p, g)
+    elif other.shape[0] == 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + alpha * theta[p]) / scale
+            _sgd_update(theta, optimizer, p, g)
     elif reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
             _sgd_update(theta, optimizer, p, g)
     else:
-        _sgd_divided(theta, grad, other, optimizer, scale, alpha)
+        for p in range(theta.shape[0]):
+            g = (grad[p] + other[p] + alpha * theta[p]) / scale
+            _sgd_update(theta, optimizer, p, g)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
@@ -177,8 +184,8 @@ def _adam_update(theta, optimizer, p, g, step_size):
 
 @jit("kernels", cache=True, error_model="numpy")
 def _adam_divided(theta, grad, other, optimizer, scale, alpha, step_size):
-    """Adam's step dividing by ``scale`` (see the careful steps below); compiled apart
-    as _sgd_divided is."""
+    """Adam's step dividing by ``scale``: _adam_step's division loops, compiled apart as
+    _sgd_divided is."""
     wide_vectors()
     if other.shape[0] == 0:
         for p in range(theta.shape[0]):
@@ -198,12 +205,18 @@ def _adam_step(theta, grad, other, optimizer, scale, alpha, step_size):
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + alpha * theta[p], scale, reciprocal)
             _adam_update(theta, optimizer, p, g, step_size)
+    elif other.shape[0] == 0:
+        for p in range(theta.shape[0]):
+            g = (grad[p] + alpha * theta[p]) / scale
+            _adam_update(theta, optimizer, p, g, step_size)
     elif reciprocal != 0:
         for p in range(theta.shape[0]):
             g = quotient(grad[p] + other[p] + alpha * theta[p], scale, reciprocal)
             _adam_update(theta, optimizer, p, g, step_size)
     else:
-        _adam_divided(theta, grad, other, optimizer, scale, alpha, step_size)
+        for p in range(theta.shape[0]):
+            g = (grad[p] + other[p] + alpha * theta[p]) / scale
+            _adam_update(theta, optimizer, p, g, step_size)
 
 
 # The careful steps. ``quotient`` rounds as a division does only for a float64 dividend
