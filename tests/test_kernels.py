@@ -248,15 +248,16 @@ def _units_with_subnormal_weights(dtype, n_in, n_out, x_scale):
 def test_hidden_units_whose_incoming_coefs_are_subnormal(dtype, n_threads):
     """The fused kernel reads a unit's incoming coefs as zero where they are all
     subnormal and its intercept is far larger than their products with the rows can be
-    (_shallow.py): it gives the reference engine's gradient, which computes with them,
+    (_shallow.py). It gives the reference engine's gradient, which computes with them,
     for units on either side of that limit: units 12 to 17 have subnormal coefs and an
     intercept below it, so that their z changes sign from row to row and their error is
-    of the size of the others' (read as zero, they would be dead or alive on every row);
-    on rows of 1e300 (float32: 3e34) no unit may be read so (their products then change
-    the alive units' activations by some 1e-8 of them; float32: 1e-4; a kernel that
-    read them as zero failed each case). And on the units
-    above the limit, the same results to the bit as with those coefs zero (with no
-    penalty, which would differ: alpha times the coefs)."""
+    of the size of the others' (read as zero, they would be dead or alive on every
+    row); on rows of 1e300 (float32: 3e34) no unit may be read so (their products then
+    change the alive units' activations by some 1e-8 of them; float32: 1e-4). A kernel
+    that read every such unit as zero failed each case; one that ignored the rows' size,
+    each case of large rows. And on the units above the limit, the same results to the
+    bit as with those coefs zero (with no penalty, which would differ: alpha times the
+    coefs)."""
     if n_threads > config.NUMBA_NUM_THREADS:
         pytest.skip("needs more Numba threads")
     for n_in, n_out, output in ((2, 1, "logistic"), (3, 2, "softmax"), (4, 2, "identity")):
