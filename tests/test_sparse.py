@@ -590,7 +590,7 @@ def test_sparse_epochs_allocate_the_engines_buffers_and_nothing_the_size_of_x():
     assert work.works.shape[1] < 64 * X.shape[1]  # no room for a tile of input rows
     buffers = sum(array.nbytes for array in (work.works, work.grads, work.scratch,
                                              work.theta_copies, *work.state_copies))
-    look = _optimizers.UNUSUAL_CHUNK * 5  # five masks
+    look = _optimizers.UNUSUAL_CHUNK * 9  # a shifted copy and a mask
     per_call = 8 * (X.shape[0] + 1) + SMALL_ARRAYS + look
     assert first <= buffers + per_call
     again, _ = traced_peak(epochs)  # the buffers are made once

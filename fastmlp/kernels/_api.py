@@ -548,7 +548,7 @@ class Trainer:
     def _careful_steps(self):
         """Whether this call steps with ``_optimizers.CAREFUL_FINISH_AND_STEP``: where
         some weights or first states are unusual, looked for at every
-        ``CAREFUL_CHECK_CALLS``-th call. A look takes about 15 us for W2's network, 2.4
+        ``CAREFUL_CHECK_CALLS``-th call. A look takes about 10 us for W2's network, 2.9
         ms for a million parameters (W6's), each a few percent of an epoch: a fraction
         of a percent in all (``python -m timeit -s "import numpy as np; from
         fastmlp.kernels._optimizers import has_unusual_values as h; a =
